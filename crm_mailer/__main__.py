@@ -1,0 +1,3 @@
+from crm_mailer.cli import main
+
+raise SystemExit(main())

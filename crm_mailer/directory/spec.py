@@ -1,0 +1,258 @@
+"""The import file, read and validated into plain typed records (no I/O).
+
+Every error names the tenant and the record, so an operator can fix the file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from crm_mailer.db.models import StatusKind
+from crm_mailer.errors import DirectoryImportError
+from crm_mailer.mail.addresses import normalize_address, strict_domain
+
+_SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+_MONTH = re.compile(r"(\d{4})-(\d{2})")
+MAX_AMOUNT = Decimal("999999999999.99")
+MAX_NUMBER = 2**63 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class StatusSpec:
+    name: str
+    kind: StatusKind
+
+
+@dataclass(frozen=True, slots=True)
+class CompanySpec:
+    key: str
+    name: str
+    domains: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ContactSpec:
+    email: str
+    name: str
+    company: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RevenueSpec:
+    month: dt.date
+    amount: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class LeadSpec:
+    number: int
+    name: str
+    company: str | None
+    contact: str | None
+    status: str | None
+    sales_action: str | None
+    planned_revenues: tuple[RevenueSpec, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectSpec:
+    number: int
+    name: str
+    company: str | None
+    contact: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TenantSpec:
+    slug: str
+    name: str
+    hosts: tuple[str, ...]
+    sender_domains: tuple[str, ...]
+    lead_statuses: tuple[StatusSpec, ...]
+    sales_actions: tuple[str, ...]
+    companies: tuple[CompanySpec, ...]
+    contacts: tuple[ContactSpec, ...]
+    leads: tuple[LeadSpec, ...]
+    projects: tuple[ProjectSpec, ...]
+
+
+class _Reader:
+    """Typed access to one JSON object, raising errors that say where in the file."""
+
+    def __init__(self, where: str, data: Any) -> None:
+        if not isinstance(data, dict):
+            raise DirectoryImportError(f"{where}: expected an object")
+        self.where, self.data = where, data
+
+    def fail(self, message: str) -> DirectoryImportError:
+        return DirectoryImportError(f"{self.where}: {message}")
+
+    def text(self, key: str, *, required: bool = True, default: str = "") -> str:
+        value = self.data.get(key)
+        if value is None and not required:
+            return default
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(f"'{key}' must be a non-empty string")
+        if "\x00" in value:
+            raise self.fail(f"'{key}' must not contain NUL characters")
+        return value.strip()
+
+    def optional(self, key: str) -> str | None:
+        return self.text(key, required=False) or None if key in self.data else None
+
+    def items(self, key: str) -> list[Any]:
+        value = self.data.get(key, [])
+        if not isinstance(value, list):
+            raise self.fail(f"'{key}' must be a list")
+        return value
+
+    def number(self, key: str) -> int:
+        value = self.data.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_NUMBER:
+            raise self.fail(f"'{key}' must be a positive whole number")
+        return value
+
+
+def _unique(where: str, kind: str, values: list[Any]) -> None:
+    seen: set[Any] = set()
+    for value in values:
+        if value in seen:
+            raise DirectoryImportError(f"{where}: {kind} {value!r} appears twice")
+        seen.add(value)
+
+
+def _domain(where: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise DirectoryImportError(f"{where}: domain {value!r} must be a string")
+    try:
+        return strict_domain(value)
+    except ValueError as exc:
+        raise DirectoryImportError(f"{where}: {exc}") from None
+
+
+def _email(where: str, value: str) -> str:
+    email = normalize_address(value)
+    if email is None:
+        raise DirectoryImportError(f"{where}: {value!r} is not a mail address")
+    local, _, domain = email.rpartition("@")
+    return f"{local}@{_domain(where, domain)}"
+
+
+def _revenue(where: str, data: Any) -> RevenueSpec:
+    reader = _Reader(where, data)
+    month_text = reader.text("month")
+    match = _MONTH.fullmatch(month_text)
+    if not match or not 1 <= int(match.group(2)) <= 12:
+        raise reader.fail(f"month {month_text!r} must be YYYY-MM")
+    raw = data.get("amount")
+    if isinstance(raw, bool) or not isinstance(raw, str | int | Decimal):
+        raise reader.fail("'amount' must be a decimal string such as \"1234.50\"")
+    try:
+        amount = Decimal(str(raw).strip())
+    except InvalidOperation:
+        raise reader.fail(f"amount {raw!r} is not a decimal number") from None
+    if not amount.is_finite() or amount.as_tuple().exponent < -2 or abs(amount) > MAX_AMOUNT:  # type: ignore[operator]
+        raise reader.fail(f"amount {raw!r} must be finite, with at most two decimal places")
+    return RevenueSpec(dt.date(int(match.group(1)), int(match.group(2)), 1), amount)
+
+
+def _tenant(index: int, data: Any) -> TenantSpec:
+    reader = _Reader(f"tenants[{index}]", data)
+    slug = reader.text("slug")
+    if not _SLUG.fullmatch(slug):
+        raise reader.fail(f"slug {slug!r} must be lower-case letters, digits, '-' or '_'")
+    where = f"tenant '{slug}'"
+    reader.where = where
+    hosts = [_domain(f"{where}, host {h!r}", h) for h in reader.items("hosts")]
+    _unique(where, "host", hosts)
+    sender_domains = [_domain(f"{where}, sender domain {d!r}", d)
+                      for d in reader.items("sender_domains")]
+    _unique(where, "sender domain", sender_domains)
+
+    statuses = []
+    for i, item in enumerate(reader.items("lead_statuses")):
+        status = _Reader(f"{where}, lead_statuses[{i}]", item)
+        name, kind = status.text("name"), status.text("kind")
+        try:
+            statuses.append(StatusSpec(name, StatusKind(kind)))
+        except ValueError:
+            raise status.fail(f"status {name!r}: kind must be open, won or lost, not {kind!r}")\
+                from None
+    _unique(where, "lead status", [s.name for s in statuses])
+
+    actions = []
+    for item in reader.items("sales_actions"):
+        if not isinstance(item, str) or not item.strip():
+            raise reader.fail(f"sales action {item!r} must be a non-empty string")
+        actions.append(item.strip())
+    _unique(where, "sales action", actions)
+
+    companies = []
+    for i, item in enumerate(reader.items("companies")):
+        company = _Reader(f"{where}, companies[{i}]", item)
+        key = company.text("key")
+        company.where = f"{where}, company '{key}'"
+        domains = tuple(_domain(company.where, d) for d in company.items("domains"))
+        companies.append(CompanySpec(key, company.text("name", required=False, default=key),
+                                     domains))
+    _unique(where, "company", [c.key for c in companies])
+    _unique(where, "company domain", [d for c in companies for d in c.domains])
+
+    contacts = []
+    for i, item in enumerate(reader.items("contacts")):
+        contact = _Reader(f"{where}, contacts[{i}]", item)
+        raw_email = contact.text("email")
+        contact.where = f"{where}, contact '{raw_email}'"
+        contacts.append(ContactSpec(_email(contact.where, raw_email),
+                                    contact.text("name", required=False),
+                                    contact.optional("company")))
+    _unique(where, "contact", [c.email for c in contacts])
+
+    leads = []
+    for i, item in enumerate(reader.items("leads")):
+        lead = _Reader(f"{where}, leads[{i}]", item)
+        number = lead.number("number")
+        lead.where = f"{where}, lead {number}"
+        contact_email = lead.optional("contact")
+        revenues = tuple(_revenue(f"{lead.where}, planned_revenues[{j}]", r)
+                         for j, r in enumerate(lead.items("planned_revenues")))
+        _unique(lead.where, "planned revenue month",
+                [r.month.strftime("%Y-%m") for r in revenues])
+        leads.append(LeadSpec(
+            number, lead.text("name"), lead.optional("company"),
+            _email(lead.where, contact_email) if contact_email else None,
+            lead.optional("status"), lead.optional("sales_action"), revenues))
+    _unique(where, "lead number", [lead.number for lead in leads])
+
+    projects = []
+    for i, item in enumerate(reader.items("projects")):
+        project = _Reader(f"{where}, projects[{i}]", item)
+        number = project.number("number")
+        project.where = f"{where}, project {number}"
+        contact_email = project.optional("contact")
+        projects.append(ProjectSpec(
+            number, project.text("name"), project.optional("company"),
+            _email(project.where, contact_email) if contact_email else None))
+    _unique(where, "project number", [p.number for p in projects])
+
+    return TenantSpec(slug, reader.text("name", required=False, default=slug), tuple(hosts),
+                      tuple(sender_domains), tuple(statuses), tuple(actions), tuple(companies),
+                      tuple(contacts), tuple(leads), tuple(projects))
+
+
+def parse_directory(text: str | bytes) -> tuple[TenantSpec, ...]:
+    """Read an import document; amounts are read as Decimal, never float."""
+    try:
+        document = json.loads(text, parse_float=Decimal)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DirectoryImportError(f"the file is not valid JSON: {exc}") from None
+    root = _Reader("the file", document)
+    tenants = tuple(_tenant(i, t) for i, t in enumerate(root.items("tenants")))
+    _unique("the file", "tenant", [t.slug for t in tenants])
+    _unique("the file", "host", [h for t in tenants for h in t.hosts])
+    return tenants

@@ -1,0 +1,30 @@
+"""All of crm_mailer's own errors: one base, each docstring is its default message."""
+
+from __future__ import annotations
+
+
+class CrmMailerError(Exception):
+    """crm_mailer failed."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class ConfigError(CrmMailerError):
+    """The configuration is invalid."""
+
+
+class DirectoryImportError(CrmMailerError):
+    """The directory file could not be imported; nothing was changed."""
+
+
+class StorageUnavailable(CrmMailerError):
+    """The database cannot be reached or failed; the operation may be retried later."""
+
+
+class SchemaOutdated(CrmMailerError):
+    """The database schema is not up to date: run `crm-mailer db upgrade`."""
+
+
+class NotFound(CrmMailerError):
+    """The requested record does not exist for this tenant."""

@@ -1,0 +1,1 @@
+"""Reading mail: bytes in, a parsed, immutable message out."""

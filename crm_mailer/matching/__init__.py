@@ -1,0 +1,1 @@
+"""Matching: small pure steps that find where a message belongs, each recording its evidence."""

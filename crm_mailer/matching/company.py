@@ -1,0 +1,40 @@
+"""Company: inbound by the sender's domain; outbound by the contact's company, else a domain."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from crm_mailer.db.models import Direction
+from crm_mailer.mail.addresses import address_domain
+from crm_mailer.matching.contact import counterpart_addresses
+from crm_mailer.matching.facts import CompanyRef, Evidence, MatchInput, TenantFacts
+
+if TYPE_CHECKING:
+    from crm_mailer.matching.pipeline import Findings
+
+NAME = "company"
+DESCRIPTION = "company by the counterpart's domain or contact"
+
+
+def _find(match: MatchInput, facts: TenantFacts,
+          findings: Findings) -> tuple[CompanyRef | None, str]:
+    assert findings.direction is not None
+    by_contact = next((facts.companies[c.company_id] for c in findings.contacts
+                       if c.company_id is not None and c.company_id in facts.companies), None)
+    addresses = counterpart_addresses(match, facts, findings.direction)
+    by_domain = next(((facts.company_domains[d], d) for d in map(address_domain, addresses)
+                      if d in facts.company_domains), None)
+    if findings.direction is Direction.INBOUND and by_domain is not None:
+        return by_domain[0], f"sender domain {by_domain[1]}"
+    if by_contact is not None:
+        return by_contact, "company of the matched contact"
+    if by_domain is not None:
+        return by_domain[0], f"recipient domain {by_domain[1]}"
+    return None, "no counterpart domain or contact belongs to a company"
+
+
+def check(match: MatchInput, facts: TenantFacts, findings: Findings) -> Findings:
+    company, why = _find(match, facts, findings)
+    evidence = Evidence(NAME, company.key if company else "nothing", {"why": why})
+    return replace(findings, company=company, evidence=(*findings.evidence, evidence))

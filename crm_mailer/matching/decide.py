@@ -1,0 +1,110 @@
+"""Decision: certain -> a contact-history entry; anything else -> the confirmation queue.
+
+Certain means exactly one lead or project matched, a contact matched, and that
+record's company is set and is the contact's company.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from crm_mailer.matching.facts import (
+    CompanyRef,
+    ContactRef,
+    Evidence,
+    MatchInput,
+    RecordRef,
+    TenantFacts,
+)
+
+if TYPE_CHECKING:
+    from crm_mailer.matching.pipeline import Findings
+
+NAME = "decide"
+DESCRIPTION = "file when certain, else queue with reasons and candidates"
+
+
+class Reason(StrEnum):
+    """Why a mail waits for a person; the values are the stable codes the main app reads."""
+
+    NO_NUMBER = "no_number"
+    UNKNOWN_NUMBER = "unknown_number"
+    SEVERAL_NUMBERS = "several_numbers"
+    NO_CONTACT = "no_contact"
+    COMPANY_MISMATCH = "company_mismatch"
+
+
+REASON_TEXT = {
+    Reason.NO_NUMBER: "the subject has no number standing alone between spaces",
+    Reason.UNKNOWN_NUMBER: "no number in the subject is a lead or project of this tenant",
+    Reason.SEVERAL_NUMBERS: "the subject points to more than one lead or project",
+    Reason.NO_CONTACT: "no recipient (outbound) or sender (inbound) is a known contact",
+    Reason.COMPANY_MISMATCH: "the lead's or project's company is not the contact's company",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Filed:
+    """A certain match: file into the contact history."""
+
+    record: RecordRef
+    company: CompanyRef
+    contact: ContactRef
+    participants: tuple[ContactRef, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """An uncertain match: wait for a person, with reason codes and candidates."""
+
+    reasons: tuple[Reason, ...]
+    candidates: dict[str, list[int | str]]
+
+
+Decision = Filed | Queued
+
+
+def decide(match: MatchInput, facts: TenantFacts, findings: Findings) -> tuple[Decision, Evidence]:
+    reasons: list[Reason] = []
+    records = findings.records
+    if not match.numbers:
+        reasons.append(Reason.NO_NUMBER)
+    elif not records:
+        reasons.append(Reason.UNKNOWN_NUMBER)
+    elif len(records) > 1:
+        reasons.append(Reason.SEVERAL_NUMBERS)
+    if not findings.contacts:
+        reasons.append(Reason.NO_CONTACT)
+    fitting: ContactRef | None = None
+    if len(records) == 1 and findings.contacts:
+        company_id = records[0].company_id
+        fitting = next((c for c in findings.contacts
+                        if company_id is not None and c.company_id == company_id), None)
+        if fitting is None:
+            reasons.append(Reason.COMPANY_MISMATCH)
+    if not reasons and fitting is not None and fitting.company_id in facts.companies:
+        record = records[0]
+        decision: Decision = Filed(record, facts.companies[fitting.company_id],
+                                   fitting, findings.contacts)
+        found = f"filed on {record.kind} {record.number}"
+        return decision, Evidence(NAME, found, {"contact": fitting.email})
+    queued = Queued(tuple(reasons), candidates(facts, findings))
+    return queued, Evidence(NAME, "queued", {"reasons": [r.value for r in reasons]})
+
+
+def candidates(facts: TenantFacts, findings: Findings) -> dict[str, list[int | str]]:
+    """Everything a person may choose from: the leads, projects, contacts and companies seen."""
+    company_ids: list[int] = []
+    if findings.company is not None:
+        company_ids.append(findings.company.id)
+    for item in (*findings.contacts, *findings.records):
+        if item.company_id is not None and item.company_id not in company_ids:
+            company_ids.append(item.company_id)
+    return {
+        "leads": [r.number for r in findings.records if r.kind == "lead"],
+        "projects": [r.number for r in findings.records if r.kind == "project"],
+        "contacts": [c.email for c in findings.contacts],
+        "companies": [facts.companies[i].key for i in company_ids if i in facts.companies],
+    }

@@ -1,0 +1,83 @@
+"""What matching may know about one tenant, loaded up front so every step stays pure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from crm_mailer.mail.parse import ParsedMessage
+
+
+class RecordKind(StrEnum):
+    LEAD = "lead"
+    PROJECT = "project"
+
+
+@dataclass(frozen=True, slots=True)
+class CompanyRef:
+    id: int
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class ContactRef:
+    id: int
+    email: str
+    company_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRef:
+    """A lead or project a subject number points to."""
+
+    kind: RecordKind
+    id: int
+    number: int
+    company_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class TenantFacts:
+    """The slice of one tenant's directory that a message can touch; nothing of other tenants."""
+
+    tenant_id: int
+    slug: str
+    hosts: frozenset[str]
+    sender_domains: frozenset[str]
+    contacts: Mapping[str, ContactRef] = field(default_factory=dict)
+    company_domains: Mapping[str, CompanyRef] = field(default_factory=dict)
+    companies: Mapping[int, CompanyRef] = field(default_factory=dict)
+    leads: Mapping[int, RecordRef] = field(default_factory=dict)
+    projects: Mapping[int, RecordRef] = field(default_factory=dict)
+
+    def is_own_domain(self, domain: str) -> bool:
+        """True for the tenant's crm hosts and its people's mail domains."""
+        return domain in self.hosts or domain in self.sender_domains
+
+
+@dataclass(frozen=True, slots=True)
+class MatchInput:
+    """The message and envelope as matching sees them."""
+
+    message: ParsedMessage
+    envelope_sender: str | None
+    numbers: tuple[int, ...]
+
+    @property
+    def sender(self) -> str | None:
+        """The header From, else the envelope sender (both normalized)."""
+        return self.message.from_address or self.envelope_sender
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What one step found and why, for the log, the queue and the stored message."""
+
+    step: str
+    found: str
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "found": self.found, **self.detail}

@@ -1,0 +1,72 @@
+"""The declared order of matching steps, and the function that runs them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from crm_mailer.db.models import Direction
+from crm_mailer.matching import company, contact, decide, number, sender
+from crm_mailer.matching.facts import (
+    CompanyRef,
+    ContactRef,
+    Evidence,
+    MatchInput,
+    RecordRef,
+    TenantFacts,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Findings:
+    """What the steps found so far; each step returns a new one with its evidence added."""
+
+    direction: Direction | None = None
+    contacts: tuple[ContactRef, ...] = ()
+    company: CompanyRef | None = None
+    records: tuple[RecordRef, ...] = ()
+    evidence: tuple[Evidence, ...] = ()
+
+
+Step = Callable[[MatchInput, TenantFacts, Findings], Findings]
+
+# Tenant is resolved before this (by the envelope recipient's host); decide comes after.
+# Contact precedes company: outbound, the company is the matched contact's.
+STEPS: tuple[Step, ...] = (
+    sender.check,
+    contact.check,
+    company.check,
+    number.check,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """The sender is not authorized for this tenant: nothing is stored."""
+
+    sender: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MatchResult:
+    findings: Findings
+    decision: decide.Decision | Refused
+
+    @property
+    def evidence(self) -> tuple[Evidence, ...]:
+        return self.findings.evidence
+
+
+def run(match: MatchInput, facts: TenantFacts) -> MatchResult:
+    """Run the steps in order; stop at an unauthorized sender."""
+    findings = Findings()
+    for step in STEPS:
+        findings = step(match, facts, findings)
+        if findings.direction is None:
+            return MatchResult(findings, Refused(match.sender))
+    decision, evidence = decide.decide(match, facts, findings)
+    return MatchResult(
+        Findings(findings.direction, findings.contacts, findings.company, findings.records,
+                 (*findings.evidence, evidence)),
+        decision,
+    )

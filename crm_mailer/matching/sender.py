@@ -1,0 +1,36 @@
+"""Sender authorization: the tenant's own people (outbound) or its known customers (inbound)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from crm_mailer.db.models import Direction
+from crm_mailer.mail.addresses import address_domain
+from crm_mailer.matching.facts import Evidence, MatchInput, TenantFacts
+
+if TYPE_CHECKING:
+    from crm_mailer.matching.pipeline import Findings
+
+NAME = "sender"
+DESCRIPTION = "the From domain is the tenant's own, or belongs to one of its companies or contacts"
+
+
+def check(match: MatchInput, facts: TenantFacts, findings: Findings) -> Findings:
+    """Set the direction, or leave it None: then nobody of this tenant may file this mail."""
+    sender = match.sender
+    direction: Direction | None = None
+    why = "unknown sender"
+    if sender is not None:
+        domain = address_domain(sender)
+        if domain in facts.sender_domains:
+            direction, why = Direction.OUTBOUND, f"{domain} is a sender domain of the tenant"
+        elif domain in facts.company_domains:
+            direction = Direction.INBOUND
+            why = f"{domain} is a domain of company {facts.company_domains[domain].key}"
+        elif sender in facts.contacts:
+            direction, why = Direction.INBOUND, f"{sender} is a contact"
+    source = "from" if match.message.from_address else "envelope"
+    evidence = Evidence(NAME, direction.value if direction else "refused",
+                        {"sender": sender, "source": source, "why": why})
+    return replace(findings, direction=direction, evidence=(*findings.evidence, evidence))

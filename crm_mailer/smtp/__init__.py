@@ -1,0 +1,1 @@
+"""The SMTP edge: a thin aiosmtpd handler and the server around it."""

@@ -1,0 +1,99 @@
+"""Read-outs of filed and waiting mail as plain dicts: the shape the CLI and the main app see."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from crm_mailer.db.models import (
+    Company,
+    Contact,
+    HistoryEntry,
+    HistoryParticipant,
+    InboundMessage,
+    Lead,
+    PendingMatch,
+    PendingState,
+    Project,
+)
+
+
+def message_fields(message: InboundMessage) -> dict[str, Any]:
+    return {
+        "message_id": message.message_id,
+        "direction": message.direction.value,
+        "subject": message.subject,
+        "sender": message.sender,
+        "to": message.recipients_to,
+        "cc": message.recipients_cc,
+        "sent_at": message.sent_at.isoformat(),
+        "received_at": message.received_at.isoformat(),
+        "attachments": message.attachments,
+    }
+
+
+async def list_history(session: AsyncSession, tenant_id: int, *, limit: int | None = None,
+                       offset: int = 0) -> list[dict[str, Any]]:
+    """The tenant's contact-history entries, oldest first."""
+    contact = aliased(Contact)
+    query = (
+        select(HistoryEntry, Company.key, contact.email, Lead.number, Project.number)
+        .join(InboundMessage, InboundMessage.id == HistoryEntry.inbound_message_id)
+        .outerjoin(Company, Company.id == HistoryEntry.company_id)
+        .outerjoin(contact, contact.id == HistoryEntry.contact_id)
+        .outerjoin(Lead, Lead.id == HistoryEntry.lead_id)
+        .outerjoin(Project, Project.id == HistoryEntry.project_id)
+        .where(HistoryEntry.tenant_id == tenant_id)
+        .order_by(HistoryEntry.id)
+        .offset(offset)
+        .limit(limit)
+    )
+    rows = (await session.execute(query)).all()
+    participants: dict[int, list[str]] = {}
+    ids = [row[0].id for row in rows]
+    if ids:
+        for entry_id, email in await session.execute(
+            select(HistoryParticipant.history_entry_id, Contact.email)
+            .join(Contact, Contact.id == HistoryParticipant.contact_id)
+            .where(HistoryParticipant.history_entry_id.in_(ids))
+            .order_by(HistoryParticipant.history_entry_id, HistoryParticipant.position)
+        ):
+            participants.setdefault(entry_id, []).append(email)
+    return [
+        {
+            "id": entry.id,
+            **message_fields(entry.message),
+            "company": company_key,
+            "contact": contact_email,
+            "participants": participants.get(entry.id, []),
+            "lead": lead_number,
+            "project": project_number,
+            "filed_by": entry.filed_by,
+            "filed_at": entry.filed_at.isoformat(),
+            "body": entry.message.body,
+        }
+        for entry, company_key, contact_email, lead_number, project_number in rows
+    ]
+
+
+async def list_pending(session: AsyncSession, tenant_id: int, *, include_resolved: bool = False,
+                       limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+    """The tenant's pending matches, newest first; only waiting ones unless asked."""
+    query = select(PendingMatch).where(PendingMatch.tenant_id == tenant_id)
+    if not include_resolved:
+        query = query.where(PendingMatch.state == PendingState.WAITING)
+    query = query.order_by(PendingMatch.id.desc()).offset(offset).limit(limit)
+    return [
+        {
+            "id": pending.id,
+            **message_fields(pending.message),
+            "state": pending.state.value,
+            "reasons": pending.reasons,
+            "candidates": pending.candidates,
+            "created_at": pending.created_at.isoformat(),
+        }
+        for pending in (await session.scalars(query)).all()
+    ]
