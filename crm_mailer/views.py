@@ -94,6 +94,7 @@ async def list_pending(session: AsyncSession, tenant_id: int, *, include_resolve
             "reasons": pending.reasons,
             "candidates": pending.candidates,
             "created_at": pending.created_at.isoformat(),
+            "body": pending.message.body,
         }
         for pending in (await session.scalars(query)).all()
     ]
