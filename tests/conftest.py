@@ -103,19 +103,31 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def pg_database_url(pg_admin_url: str, pg_template: str) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test alone."""
+    name = f"crm_test_{os.getpid()}_{next(_counter)}"
+    asyncio.run(_pg_admin(pg_admin_url, f"CREATE DATABASE {name} TEMPLATE {pg_template}"))
+    yield str(make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False))
+    asyncio.run(_pg_admin(pg_admin_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@pytest.fixture
+def pg_empty_database_url(pg_admin_url: str) -> Iterator[str]:
+    """A fresh PostgreSQL database with no schema at all."""
+    name = f"crm_empty_{os.getpid()}_{next(_counter)}"
+    asyncio.run(_pg_admin(pg_admin_url, f"CREATE DATABASE {name}"))
+    yield str(make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False))
+    asyncio.run(_pg_admin(pg_admin_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@pytest.fixture
+def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, migrated database of the parametrized backend for this test alone."""
     if backend == "sqlite":
         path = tmp_path / "crm-mailer.sqlite3"
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
-        yield f"sqlite+aiosqlite:///{path}"
-        return
-    admin = request.getfixturevalue("pg_admin_url")
-    template = request.getfixturevalue("pg_template")
-    name = f"crm_test_{os.getpid()}_{next(_counter)}"
-    asyncio.run(_pg_admin(admin, f"CREATE DATABASE {name} TEMPLATE {template}"))
-    yield str(make_url(admin).set(database=name).render_as_string(hide_password=False))
-    asyncio.run(_pg_admin(admin, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        return f"sqlite+aiosqlite:///{path}"
+    return str(request.getfixturevalue("pg_database_url"))
 
 
 @pytest.fixture
