@@ -1,0 +1,158 @@
+"""The directory import: idempotent, updates in place, all-or-nothing, on both backends."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import selectinload
+
+from crm_mailer.db.models import Company, CompanyDomain, Contact, Lead, LeadStatus, TenantHost
+from crm_mailer.directory.spec import parse_directory
+from crm_mailer.errors import DirectoryImportError
+from tests import factories
+from tests.conftest import load_directory
+
+
+async def snapshot(sessions: async_sessionmaker[AsyncSession]) -> dict[str, Any]:
+    async with sessions() as session:
+        leads = (await session.scalars(select(Lead).options(selectinload(Lead.planned_revenues))
+                                       .order_by(Lead.id))).all()
+        return {
+            "hosts": sorted((await session.scalars(select(TenantHost.host))).all()),
+            "companies": sorted((c.key, c.name) for c in await session.scalars(select(Company))),
+            "domains": sorted((await session.scalars(select(CompanyDomain.domain))).all()),
+            "contacts": sorted((c.email, c.name, c.company_id)
+                               for c in await session.scalars(select(Contact))),
+            "statuses": [(s.name, s.kind.value) for s in await session.scalars(
+                select(LeadStatus).order_by(LeadStatus.position))],
+            "leads": [(lead.number, lead.name, lead.contact_id,
+                       [(r.month.isoformat(), r.amount) for r in lead.planned_revenues])
+                      for lead in leads],
+        }
+
+
+async def test_reimporting_the_same_file_changes_nothing(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    first = await load_directory(sessions, factories.directory())
+    assert first["lead created"] == 1 and first["contact created"] == 1
+    before = await snapshot(sessions)
+    assert not await load_directory(sessions, factories.directory())
+    assert await snapshot(sessions) == before
+
+
+async def test_amounts_stay_exact_decimals(sessions: async_sessionmaker[AsyncSession]) -> None:
+    document = factories.directory()
+    document["tenants"][0]["leads"][0]["planned_revenues"] = [
+        {"month": "2026-12", "amount": "0.10"}, {"month": "2027-01", "amount": "0.20"},
+        {"month": "2027-02", "amount": "99999999999.99"}]
+    await load_directory(sessions, document)
+    [lead] = (await snapshot(sessions))["leads"]
+    amounts = [amount for _, amount in lead[3]]
+    assert amounts == [Decimal("0.10"), Decimal("0.20"), Decimal("99999999999.99")]
+    assert all(isinstance(a, Decimal) for a in amounts)
+    assert sum(amounts[:2]) == Decimal("0.30")
+
+
+async def test_a_changed_file_updates_in_place(sessions: async_sessionmaker[AsyncSession]) -> None:
+    await load_directory(sessions, factories.directory())
+    document = factories.directory(hosts=["xyz.hq.example", "crm.xyz.example"])
+    tenant = document["tenants"][0]
+    tenant["companies"][0]["domains"] = ["acme.com", "acme.de"]
+    tenant["contacts"][0]["name"] = "Robert Bauer"
+    tenant["contacts"].append({"email": "Carol@ACME.com", "company": "acme"})
+    tenant["leads"][0].update(name="Relaunch 2027", contact="carol@acme.com",
+                              planned_revenues=[{"month": "2027-01", "amount": "500"}])
+    report = await load_directory(sessions, document)
+    assert report["contact created"] == 1 and report["contact updated"] == 1
+    state = await snapshot(sessions)
+    assert state["hosts"] == ["crm.xyz.example", "xyz.hq.example"]
+    assert state["domains"] == ["acme.com", "acme.de"]
+    assert [c[:2] for c in state["contacts"]] == [("bob@acme.com", "Robert Bauer"),
+                                                   ("carol@acme.com", "")]
+    [lead] = state["leads"]
+    assert lead[1] == "Relaunch 2027" and lead[3] == [("2027-01-01", Decimal("500.00"))]
+    # Removing a host from the file stops accepting it; records not named are kept.
+    document["tenants"][0]["hosts"] = ["crm.xyz.example"]
+    document["tenants"][0]["contacts"] = []
+    document["tenants"][0]["leads"][0]["contact"] = None
+    await load_directory(sessions, document)
+    state = await snapshot(sessions)
+    assert state["hosts"] == ["crm.xyz.example"] and len(state["contacts"]) == 2
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda t: t["contacts"].append({"email": "x@acme.com", "company": "nope"}),
+     "tenant 'xyz', contact 'x@acme.com': company 'nope' does not exist"),
+    (lambda t: t["leads"][0].update(status="Unbekannt"),
+     "tenant 'xyz', lead 11111: status 'Unbekannt' does not exist"),
+    (lambda t: t["leads"][0].update(sales_action="Nope"),
+     "tenant 'xyz', lead 11111: sales action 'Nope' does not exist"),
+    (lambda t: t["leads"][0].update(contact="ghost@acme.com"),
+     "tenant 'xyz', lead 11111: contact 'ghost@acme.com' does not exist"),
+    (lambda t: t["companies"].append({"key": "b", "domains": ["acme.com"]}),
+     "tenant 'xyz': company domain 'acme.com' appears twice"),
+])
+async def test_an_error_names_tenant_and_record_and_changes_nothing(
+        sessions: async_sessionmaker[AsyncSession], change: Any, message: str) -> None:
+    await load_directory(sessions, factories.directory())
+    before = await snapshot(sessions)
+    document = factories.directory(name="Renamed", hosts=["new.example"])
+    change(document["tenants"][0])
+    with pytest.raises(DirectoryImportError) as raised:
+        await load_directory(sessions, document)
+    assert str(raised.value) == message
+    assert await snapshot(sessions) == before
+
+
+async def test_a_host_of_another_tenant_is_refused(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    document = factories.directory()
+    other = factories.second_tenant()
+    other["hosts"] = ["xyz.hq.example"]
+    document["tenants"].append(other)
+    with pytest.raises(DirectoryImportError, match="host 'xyz.hq.example' appears twice"):
+        await load_directory(sessions, document)
+    await load_directory(sessions, factories.directory())
+    with pytest.raises(DirectoryImportError,
+                       match="tenant 'other', host 'xyz.hq.example': already registered to "
+                             "tenant 'xyz'"):
+        await load_directory(sessions, {"tenants": [other]})
+
+
+@pytest.mark.parametrize("document, fragment", [
+    ("not json", "not valid JSON"),
+    ('{"tenants": [{"slug": "Bad Slug"}]}', "slug 'Bad Slug'"),
+    ('{"tenants": [{"slug": "x", "hosts": ["not a host!"]}]}', "host 'not a host!'"),
+    ('{"tenants": [{"slug": "x", "leads": [{"number": "12", "name": "n"}]}]}',
+     "'number' must be a positive whole number"),
+    ('{"tenants": [{"slug": "x", "leads": [{"number": 1, "name": "n", "planned_revenues": '
+     '[{"month": "2026-13", "amount": "1"}]}]}]}', "month '2026-13'"),
+    ('{"tenants": [{"slug": "x", "leads": [{"number": 1, "name": "n", "planned_revenues": '
+     '[{"month": "2026-12", "amount": "1.005"}]}]}]}', "at most two decimal places"),
+    ('{"tenants": [{"slug": "x", "leads": [{"number": 1, "name": "n", "planned_revenues": '
+     '[{"month": "2026-12", "amount": true}]}]}]}', "decimal string"),
+    ('{"tenants": [{"slug": "x", "contacts": [{"email": "no-at-sign"}]}]}', "not a mail address"),
+    ('{"tenants": [{"slug": "x", "lead_statuses": [{"name": "A", "kind": "maybe"}]}]}',
+     "kind must be open, won or lost"),
+])
+def test_malformed_files_are_refused_with_the_place(document: str, fragment: str) -> None:
+    with pytest.raises(DirectoryImportError) as raised:
+        parse_directory(document)
+    assert fragment in str(raised.value)
+
+
+def test_json_number_amounts_are_read_exactly_not_as_floats() -> None:
+    [spec] = parse_directory('{"tenants": [{"slug": "x", "leads": [{"number": 1, "name": "n", '
+                             '"planned_revenues": [{"month": "2026-12", "amount": 0.1}]}]}]}')
+    assert spec.leads[0].planned_revenues[0].amount == Decimal("0.1")
+
+
+def test_hosts_and_emails_are_stored_in_idna_form() -> None:
+    [spec] = parse_directory('{"tenants": [{"slug": "x", "hosts": ["Büro-ABC.example"], '
+                             '"contacts": [{"email": "Jürgen@Müller.example"}]}]}')
+    assert spec.hosts == ("xn--bro-abc-n2a.example",)
+    assert spec.contacts[0].email == "jürgen@xn--mller-kva.example"
