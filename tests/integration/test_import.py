@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -114,12 +115,12 @@ async def test_a_host_of_another_tenant_is_refused(
     other = factories.second_tenant()
     other["hosts"] = ["xyz.hq.example"]
     document["tenants"].append(other)
-    with pytest.raises(DirectoryImportError, match="host 'xyz.hq.example' appears twice"):
+    twice = re.escape("host 'xyz.hq.example' appears twice")
+    with pytest.raises(DirectoryImportError, match=twice):
         await load_directory(sessions, document)
     await load_directory(sessions, factories.directory())
-    with pytest.raises(DirectoryImportError,
-                       match="tenant 'other', host 'xyz.hq.example': already registered to "
-                             "tenant 'xyz'"):
+    with pytest.raises(DirectoryImportError, match=re.escape(
+            "tenant 'other', host 'xyz.hq.example': already registered to tenant 'xyz'")):
         await load_directory(sessions, {"tenants": [other]})
 
 
