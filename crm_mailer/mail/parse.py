@@ -250,16 +250,34 @@ def _attachments(msg: Message, body_part: Message | None) -> tuple[Attachment, .
     for leaf in _leaves(msg):
         if leaf is body_part or (leaf is msg and body_part is not None):
             continue
-        try:
-            if not _is_attachment(leaf):
-                continue
-            filename = leaf.get_filename()
-        except Exception:
-            filename = None
-        if isinstance(filename, str):
-            filename = decode_header_text(filename.encode("utf-8", "surrogateescape")) or None
-        found.append(Attachment(filename, leaf.get_content_type(), _payload_size(leaf)))
+        if not _safe(_is_attachment, leaf):
+            continue
+        found.append(Attachment(_filename(leaf), leaf.get_content_type(), _payload_size(leaf)))
     return tuple(found)
+
+
+def _filename(part: Message) -> str | None:
+    """The attachment's file name: RFC 2231 or RFC 2047 encoded, any charset, or raw 8-bit."""
+    for header, param in (("content-disposition", "filename"), ("content-type", "name")):
+        raw = _raw_header_bytes(part, header)
+        if raw is None:
+            continue
+        # A compat32 Message hands RFC 2231 values back undecoded, with their charset,
+        # so a wrong or unknown charset can fall back instead of becoming U+FFFD.
+        holder = Message()
+        holder[header] = raw.decode("latin-1")
+        value = holder.get_param(param, header=header)
+        if isinstance(value, tuple):
+            charset, _, text = value
+            name = clean_text(decode_bytes(text.encode("latin-1", "replace"), charset))
+        elif isinstance(value, str):
+            name = decode_header_text(value.encode("latin-1", "replace"))
+        else:
+            continue
+        name = name.strip()
+        if name:
+            return name
+    return None
 
 
 def _payload_size(part: Message) -> int:
