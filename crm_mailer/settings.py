@@ -16,11 +16,12 @@ ENV_PREFIX = "CRM_MAILER_"
 CONFIG_ENV = "CRM_MAILER_CONFIG"
 
 
-def default_state_dir() -> Path:
+def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
     """Where the embedded database lives: systemd's StateDirectory, else the XDG state home."""
-    if systemd_dir := os.environ.get("STATE_DIRECTORY"):
+    env = os.environ if environ is None else environ
+    if systemd_dir := env.get("STATE_DIRECTORY"):
         return Path(systemd_dir.split(":")[0])
-    xdg = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    xdg = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(xdg) / "crm-mailer"
 
 
@@ -127,4 +128,5 @@ def load_settings(path: str | os.PathLike[str] | None = None,
         env_name = f"{ENV_PREFIX}{key.upper()}"
         if env_name in env:
             values[key] = _coerce(key, env[env_name], str(spec.type), from_env=True)
+    values.setdefault("state_dir", default_state_dir(env))
     return Settings(**values)

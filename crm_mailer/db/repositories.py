@@ -86,11 +86,11 @@ async def load_facts(session: AsyncSession, tenant: TenantRef, match: MatchInput
 
     domain_companies: dict[str, int] = {}
     for chunk in _chunks(domains):
-        for row in await session.execute(
+        for domain, company_id in await session.execute(
             select(CompanyDomain.domain, CompanyDomain.company_id)
             .where(CompanyDomain.tenant_id == tenant.id, CompanyDomain.domain.in_(chunk))
         ):
-            domain_companies[row.domain] = row.company_id
+            domain_companies[domain] = company_id
 
     leads = await _records(session, Lead, RecordKind.LEAD, tenant.id, match.numbers)
     projects = await _records(session, Project, RecordKind.PROJECT, tenant.id, match.numbers)
@@ -101,11 +101,11 @@ async def load_facts(session: AsyncSession, tenant: TenantRef, match: MatchInput
                             if r.company_id)})
     companies: dict[int, CompanyRef] = {}
     for id_chunk in _chunks(company_ids):
-        for row in await session.execute(
+        for company_id, key in await session.execute(
             select(Company.id, Company.key)
             .where(Company.tenant_id == tenant.id, Company.id.in_(id_chunk))
         ):
-            companies[row.id] = CompanyRef(row.id, row.key)
+            companies[company_id] = CompanyRef(company_id, key)
 
     return TenantFacts(
         tenant_id=tenant.id,

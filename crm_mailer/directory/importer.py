@@ -78,6 +78,33 @@ async def _replace_values(session: AsyncSession, report: ImportReport, kind: str
     await session.flush()
 
 
+class _Resolver:
+    """Turns the file's references (company keys, contact emails) into row ids, or says why not."""
+
+    def __init__(self, where: str, companies: dict[str, Company],
+                 contacts: dict[str, Contact]) -> None:
+        self.where, self.companies, self.contacts = where, companies, contacts
+
+    def company_id(self, key: str | None, context: str) -> int | None:
+        if key is None:
+            return None
+        if key not in self.companies:
+            raise DirectoryImportError(f"{self.where}, {context}: company '{key}' does not exist")
+        return self.companies[key].id
+
+    def contact_id(self, email: str | None, company_id: int | None, context: str) -> int | None:
+        if email is None:
+            return None
+        contact = self.contacts.get(email)
+        if contact is None:
+            raise DirectoryImportError(
+                f"{self.where}, {context}: contact '{email}' does not exist")
+        if contact.company_id != company_id:
+            raise DirectoryImportError(
+                f"{self.where}, {context}: contact '{email}' does not belong to its company")
+        return contact.id
+
+
 async def import_tenant(session: AsyncSession, spec: TenantSpec, report: ImportReport) -> Tenant:
     """Create or update one tenant and its directory; the caller owns the transaction."""
     where = f"tenant '{spec.slug}'"
@@ -90,136 +117,147 @@ async def import_tenant(session: AsyncSession, spec: TenantSpec, report: ImportR
         report["tenant created"] += 1
     else:
         _assign(report, "tenant", tenant, {"name": spec.name})
-    tid = tenant.id
 
     taken = {host: owner for host, owner in await session.execute(
         select(TenantHost.host, Tenant.slug).join(Tenant)
-        .where(TenantHost.host.in_(spec.hosts), TenantHost.tenant_id != tid))}
+        .where(TenantHost.host.in_(spec.hosts), TenantHost.tenant_id != tenant.id))}
     if taken:
         host, owner = next(iter(taken.items()))
         raise DirectoryImportError(f"{where}, host '{host}': already registered to tenant "
                                    f"'{owner}'")
-    await _replace_values(session, report, "host", TenantHost, "host", spec.hosts, tenant_id=tid)
+    await _replace_values(session, report, "host", TenantHost, "host", spec.hosts,
+                          tenant_id=tenant.id)
     await _replace_values(session, report, "sender domain", SenderDomain, "domain",
-                          spec.sender_domains, tenant_id=tid)
+                          spec.sender_domains, tenant_id=tenant.id)
+    statuses = await _import_statuses(session, tenant.id, spec, report)
+    actions = await _existing(session, SalesAction, tenant.id, "name")
+    for name in spec.sales_actions:
+        if name not in actions:
+            actions[name] = SalesAction(tenant_id=tenant.id, name=name)
+            session.add(actions[name])
+            report["sales action created"] += 1
+    companies = await _import_companies(session, tenant.id, spec, report, where)
+    resolve = _Resolver(where, companies, await _existing(session, Contact, tenant.id, "email"))
+    await _import_contacts(session, tenant.id, spec, report, resolve)
+    await _import_projects(session, tenant.id, spec, report, resolve)
+    await _import_leads(session, tenant.id, spec, report, resolve, statuses, actions)
+    await session.flush()
+    return tenant
 
-    statuses = await _existing(session, LeadStatus, tid, "name")
+
+async def _import_statuses(session: AsyncSession, tenant_id: int, spec: TenantSpec,
+                           report: ImportReport) -> dict[str, LeadStatus]:
+    """Upsert statuses in the file's order; statuses the file omits keep their order after."""
+    statuses = await _existing(session, LeadStatus, tenant_id, "name")
     for position, status in enumerate(spec.lead_statuses):
         if (row := statuses.get(status.name)) is None:
-            row = statuses[status.name] = LeadStatus(tenant_id=tid, name=status.name,
-                                                     kind=status.kind, position=position)
-            session.add(row)
+            statuses[status.name] = LeadStatus(tenant_id=tenant_id, name=status.name,
+                                               kind=status.kind, position=position)
+            session.add(statuses[status.name])
             report["lead status created"] += 1
         else:
             _assign(report, "lead status", row, {"kind": status.kind, "position": position})
     named = {s.name for s in spec.lead_statuses}
-    for offset, row in enumerate(sorted((r for r in statuses.values() if r.name not in named),
-                                        key=lambda r: r.position)):
+    unnamed = sorted((r for r in statuses.values() if r.name not in named),
+                     key=lambda r: r.position)
+    for offset, row in enumerate(unnamed):
         _assign(report, "lead status", row, {"position": len(spec.lead_statuses) + offset})
+    return statuses
 
-    actions = await _existing(session, SalesAction, tid, "name")
-    for name in spec.sales_actions:
-        if name not in actions:
-            actions[name] = SalesAction(tenant_id=tid, name=name)
-            session.add(actions[name])
-            report["sales action created"] += 1
 
-    companies = await _existing(session, Company, tid, "key")
+async def _import_companies(session: AsyncSession, tenant_id: int, spec: TenantSpec,
+                            report: ImportReport, where: str) -> dict[str, Company]:
+    companies = await _existing(session, Company, tenant_id, "key")
     for company in spec.companies:
         if (row := companies.get(company.key)) is None:
-            row = companies[company.key] = Company(tenant_id=tid, key=company.key,
-                                                   name=company.name)
-            session.add(row)
+            companies[company.key] = Company(tenant_id=tenant_id, key=company.key,
+                                             name=company.name)
+            session.add(companies[company.key])
             report["company created"] += 1
         else:
             _assign(report, "company", row, {"name": company.name})
     await session.flush()
-    domain_owner = {d: key for key, d in (await session.execute(
+    in_file = {c.key for c in spec.companies}
+    domain_owner = {domain: key for key, domain in await session.execute(
         select(Company.key, CompanyDomain.domain).join(Company)
-        .where(CompanyDomain.tenant_id == tid)))}
+        .where(CompanyDomain.tenant_id == tenant_id))}
     for company in spec.companies:
         for domain in company.domains:
             owner = domain_owner.get(domain)
-            if owner is not None and owner != company.key and owner not in {
-                    c.key for c in spec.companies}:
+            if owner is not None and owner != company.key and owner not in in_file:
                 raise DirectoryImportError(f"{where}, company '{company.key}': domain "
                                            f"'{domain}' already belongs to company '{owner}'")
     for company in spec.companies:  # removals first, so a domain can move between companies
-        row = companies[company.key]
         await session.execute(delete(CompanyDomain).where(
-            CompanyDomain.company_id == row.id, CompanyDomain.domain.not_in(company.domains)))
+            CompanyDomain.company_id == companies[company.key].id,
+            CompanyDomain.domain.not_in(company.domains)))
     for company in spec.companies:
         await _replace_values(session, report, "company domain", CompanyDomain, "domain",
-                              company.domains, tenant_id=tid, company_id=companies[company.key].id)
+                              company.domains, tenant_id=tenant_id,
+                              company_id=companies[company.key].id)
+    return companies
 
-    def company_id(key: str | None, context: str) -> int | None:
-        if key is None:
-            return None
-        if key not in companies:
-            raise DirectoryImportError(f"{where}, {context}: company '{key}' does not exist")
-        return companies[key].id
 
-    contacts = await _existing(session, Contact, tid, "email")
+async def _import_contacts(session: AsyncSession, tenant_id: int, spec: TenantSpec,
+                           report: ImportReport, resolve: _Resolver) -> None:
     for contact in spec.contacts:
         values = {"name": contact.name,
-                  "company_id": company_id(contact.company, f"contact '{contact.email}'")}
-        if (row := contacts.get(contact.email)) is None:
-            contacts[contact.email] = Contact(tenant_id=tid, email=contact.email, **values)
-            session.add(contacts[contact.email])
+                  "company_id": resolve.company_id(contact.company, f"contact '{contact.email}'")}
+        if (row := resolve.contacts.get(contact.email)) is None:
+            resolve.contacts[contact.email] = Contact(tenant_id=tenant_id, email=contact.email,
+                                                      **values)
+            session.add(resolve.contacts[contact.email])
             report["contact created"] += 1
         else:
             _assign(report, "contact", row, values)
     await session.flush()
 
-    def contact_id(email: str | None, company: int | None, context: str) -> int | None:
-        if email is None:
-            return None
-        row = contacts.get(email)
-        if row is None:
-            raise DirectoryImportError(f"{where}, {context}: contact '{email}' does not exist")
-        if row.company_id != company:
-            raise DirectoryImportError(
-                f"{where}, {context}: contact '{email}' does not belong to its company")
-        return row.id
 
-    projects = await _existing(session, Project, tid, "number")
+async def _import_projects(session: AsyncSession, tenant_id: int, spec: TenantSpec,
+                           report: ImportReport, resolve: _Resolver) -> None:
+    projects = await _existing(session, Project, tenant_id, "number")
     for project in spec.projects:
         context = f"project {project.number}"
-        cid = company_id(project.company, context)
-        values = {"name": project.name, "company_id": cid,
-                  "contact_id": contact_id(project.contact, cid, context)}
+        company_id = resolve.company_id(project.company, context)
+        values = {"name": project.name, "company_id": company_id,
+                  "contact_id": resolve.contact_id(project.contact, company_id, context)}
         if (row := projects.get(project.number)) is None:
-            session.add(Project(tenant_id=tid, number=project.number, **values))
+            session.add(Project(tenant_id=tenant_id, number=project.number, **values))
             report["project created"] += 1
         else:
             _assign(report, "project", row, values)
 
+
+async def _import_leads(session: AsyncSession, tenant_id: int, spec: TenantSpec,
+                        report: ImportReport, resolve: _Resolver,
+                        statuses: dict[str, LeadStatus],
+                        actions: dict[str, SalesAction]) -> None:
     leads = {lead.number: lead for lead in await session.scalars(
-        select(Lead).where(Lead.tenant_id == tid).options(selectinload(Lead.planned_revenues)))}
+        select(Lead).where(Lead.tenant_id == tenant_id)
+        .options(selectinload(Lead.planned_revenues)))}
     await session.flush()
     default_status = min((s for s in statuses.values() if s.kind is StatusKind.OPEN),
                          key=lambda s: s.position, default=None)
     for lead in spec.leads:
-        context = f"lead {lead.number}"
+        context = f"{resolve.where}, lead {lead.number}"
         if lead.status is not None and lead.status not in statuses:
-            raise DirectoryImportError(f"{where}, {context}: status '{lead.status}' does not "
-                                       "exist")
+            raise DirectoryImportError(f"{context}: status '{lead.status}' does not exist")
         status = statuses[lead.status] if lead.status is not None else default_status
         if status is None:
-            raise DirectoryImportError(f"{where}, {context}: no status given and the tenant has "
-                                       "no open lead status")
+            raise DirectoryImportError(f"{context}: no status given and the tenant has no "
+                                       "open lead status")
         if lead.sales_action is not None and lead.sales_action not in actions:
-            raise DirectoryImportError(f"{where}, {context}: sales action '{lead.sales_action}' "
+            raise DirectoryImportError(f"{context}: sales action '{lead.sales_action}' "
                                        "does not exist")
-        cid = company_id(lead.company, context)
+        company_id = resolve.company_id(lead.company, f"lead {lead.number}")
         values = {
-            "name": lead.name, "company_id": cid,
-            "contact_id": contact_id(lead.contact, cid, context),
+            "name": lead.name, "company_id": company_id,
+            "contact_id": resolve.contact_id(lead.contact, company_id, f"lead {lead.number}"),
             "status_id": status.id,
             "sales_action_id": actions[lead.sales_action].id if lead.sales_action else None,
         }
         if (row := leads.get(lead.number)) is None:
-            row = Lead(tenant_id=tid, number=lead.number, planned_revenues=[], **values)
+            row = Lead(tenant_id=tenant_id, number=lead.number, planned_revenues=[], **values)
             session.add(row)
             report["lead created"] += 1
         else:
@@ -232,5 +270,3 @@ async def import_tenant(session: AsyncSession, spec: TenantSpec, report: ImportR
             await session.flush()
             row.planned_revenues.extend(PlannedRevenue(month=m, amount=a) for m, a in sorted(want))
             report["planned revenues replaced"] += 1
-    await session.flush()
-    return tenant

@@ -15,6 +15,6 @@ def html_to_text(html: str) -> str:
     if not html.strip():
         return ""
     try:
-        return get_text(html, _CONFIG)
+        return str(get_text(html, _CONFIG))
     except Exception:  # lxml rejects some documents (empty after cleaning, odd encodings)
         return ""

@@ -84,10 +84,10 @@ def decide(match: MatchInput, facts: TenantFacts, findings: Findings) -> tuple[D
                         if company_id is not None and c.company_id == company_id), None)
         if fitting is None:
             reasons.append(Reason.COMPANY_MISMATCH)
-    if not reasons and fitting is not None and fitting.company_id in facts.companies:
+    company = facts.companies.get(fitting.company_id or 0) if fitting else None
+    if not reasons and fitting is not None and company is not None:
         record = records[0]
-        decision: Decision = Filed(record, facts.companies[fitting.company_id],
-                                   fitting, findings.contacts)
+        decision: Decision = Filed(record, company, fitting, findings.contacts)
         found = f"filed on {record.kind} {record.number}"
         return decision, Evidence(NAME, found, {"contact": fitting.email})
     queued = Queued(tuple(reasons), candidates(facts, findings))
@@ -99,9 +99,10 @@ def candidates(facts: TenantFacts, findings: Findings) -> dict[str, list[int | s
     company_ids: list[int] = []
     if findings.company is not None:
         company_ids.append(findings.company.id)
-    for item in (*findings.contacts, *findings.records):
-        if item.company_id is not None and item.company_id not in company_ids:
-            company_ids.append(item.company_id)
+    for company_id in (*(c.company_id for c in findings.contacts),
+                       *(r.company_id for r in findings.records)):
+        if company_id is not None and company_id not in company_ids:
+            company_ids.append(company_id)
     return {
         "leads": [r.number for r in findings.records if r.kind == "lead"],
         "projects": [r.number for r in findings.records if r.kind == "project"],

@@ -1,0 +1,78 @@
+"""Configuration: TOML file, environment overrides, one clear error naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from crm_mailer.errors import ConfigError
+from crm_mailer.settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_no_config_at_all_runs_on_embedded_sqlite(tmp_path: Path) -> None:
+    settings = load_settings(None, {"XDG_STATE_HOME": str(tmp_path)})
+    assert settings.uses_embedded_database
+    assert settings.effective_database_url == \
+        f"sqlite+aiosqlite:///{tmp_path / 'crm-mailer' / 'crm-mailer.sqlite3'}"
+    assert (settings.listen_host, settings.listen_port, settings.local_part) == \
+        ("127.0.0.1", 2525, "crm")
+
+
+def test_systemd_state_directory_wins(tmp_path: Path) -> None:
+    settings = load_settings(None, {"STATE_DIRECTORY": str(tmp_path), "XDG_STATE_HOME": "/x"})
+    assert settings.state_dir == tmp_path
+
+
+def test_the_example_file_loads_and_sets_every_key() -> None:
+    example = ROOT / "config" / "crm-mailer.example.toml"
+    settings = load_settings(example, {})
+    assert isinstance(settings, Settings)
+    text = example.read_text()
+    for name in Settings.__dataclass_fields__:
+        assert f"{name} =" in text, f"{name} is not documented in the example"
+
+
+def test_environment_overrides_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('listen_port = 2600\nlocal_part = "crm"\n')
+    settings = load_settings(config, {"CRM_MAILER_LISTEN_PORT": "2700",
+                                      "CRM_MAILER_LOCAL_PART": "CRM-Log",
+                                      "CRM_MAILER_DATABASE_URL": "postgresql://db/x"})
+    assert (settings.listen_port, settings.local_part) == (2700, "CRM-Log")
+    assert settings.effective_database_url == "postgresql://db/x"
+
+
+def test_config_file_from_the_environment(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("max_message_size = 2048\n")
+    assert load_settings(None, {"CRM_MAILER_CONFIG": str(config)}).max_message_size == 2048
+
+
+@pytest.mark.parametrize("toml, key", [
+    ('listen_port = "2525"', "listen_port"),
+    ("listen_port = 70000", "listen_port"),
+    ("max_message_size = true", "max_message_size"),
+    ('log_level = "loud"', "log_level"),
+    ('local_part = "crm@x"', "local_part"),
+    ("database_url = 5", "database_url"),
+    ("unknown_key = 1", "unknown_key"),
+    ("listen_port = ", "not valid TOML"),
+])
+def test_invalid_file_names_the_key(tmp_path: Path, toml: str, key: str) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(toml + "\n")
+    with pytest.raises(ConfigError, match=key):
+        load_settings(config, {})
+
+
+def test_invalid_environment_value_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match="CRM_MAILER_LISTEN_PORT"):
+        load_settings(None, {"CRM_MAILER_LISTEN_PORT": "smtp"})
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml", {})
