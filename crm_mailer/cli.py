@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from crm_mailer import __version__
 from crm_mailer.db import migrate, repositories
-from crm_mailer.db.engine import create_engine, session_factory
+from crm_mailer.db.engine import create_engine, reading, session_factory, writing
 from crm_mailer.db.models import Tenant
 from crm_mailer.directory.importer import ImportReport, import_tenant
 from crm_mailer.directory.spec import parse_directory
@@ -152,7 +152,7 @@ async def _import(args: argparse.Namespace, settings: Settings, engine: AsyncEng
     specs = parse_directory(text)
     await migrate.require_current(engine)
     report = ImportReport()
-    async with session_factory(engine)() as session, session.begin():
+    async with writing(session_factory(engine)) as session:
         for spec in specs:
             await import_tenant(session, spec, report)
     print(f"imported {len(specs)} tenant(s): {report.summary()}")
@@ -167,7 +167,7 @@ async def _tenant(session: AsyncSession, slug: str) -> Tenant:
 
 
 async def _history_list(args: argparse.Namespace, settings: Settings, engine: AsyncEngine) -> int:
-    async with session_factory(engine)() as session:
+    async with reading(session_factory(engine)) as session:
         rows = await list_history(session, (await _tenant(session, args.tenant)).id,
                                   limit=args.limit)
     _print_rows(rows, args.format, ("id", "sent_at", "direction", "sender", "company",
@@ -176,7 +176,7 @@ async def _history_list(args: argparse.Namespace, settings: Settings, engine: As
 
 
 async def _pending_list(args: argparse.Namespace, settings: Settings, engine: AsyncEngine) -> int:
-    async with session_factory(engine)() as session:
+    async with reading(session_factory(engine)) as session:
         rows = await list_pending(session, (await _tenant(session, args.tenant)).id,
                                   include_resolved=args.all, limit=args.limit)
     _print_rows(rows, args.format, ("id", "sent_at", "state", "sender", "reasons", "subject"))

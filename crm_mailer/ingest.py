@@ -15,6 +15,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm_mailer.db import repositories
+from crm_mailer.db.engine import reading, writing
 from crm_mailer.db.models import utcnow
 from crm_mailer.errors import StorageUnavailable
 from crm_mailer.mail.addresses import normalize_address
@@ -78,7 +79,7 @@ async def tenant_for_recipient(sessions: async_sessionmaker[AsyncSession], addre
     if host is None:
         return None
     try:
-        async with sessions() as session:
+        async with reading(sessions) as session:
             return (await repositories.tenants_for_hosts(session, [host])).get(host)
     except STORAGE_ERRORS as exc:
         raise StorageUnavailable(f"cannot look up recipient host: {type(exc).__name__}") from exc
@@ -105,7 +106,7 @@ async def ingest(sessions: async_sessionmaker[AsyncSession], *, raw: bytes,
     received_at = utcnow()
     results: list[tuple[TenantOutcome, float]] = []
     try:
-        async with sessions() as session, session.begin():
+        async with writing(sessions) as session:
             tenants = await repositories.tenants_for_hosts(session, hosts_of(recipients,
                                                                              local_part))
             for tenant in dict.fromkeys(tenants.values()):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import weakref
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -17,6 +21,11 @@ from sqlalchemy.ext.asyncio import (
 from crm_mailer.errors import ConfigError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+_READ_ONLY_OPTION = "crm_mailer_read_only"
+# One writer at a time per SQLite database in this process, waiting in FIFO order on the
+# event loop instead of in SQLite's busy handler (which sleeps up to 100 ms per try).
+_SQLITE_WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, asyncio.Lock] = \
+    weakref.WeakKeyDictionary()
 
 
 def normalize_database_url(url: str) -> str:
@@ -71,10 +80,38 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
         # A deferred transaction that reads, then writes, fails at once with SQLITE_BUSY
-        # under contention; IMMEDIATE takes the write lock up front and waits for it.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # when another process wrote meanwhile; IMMEDIATE takes the write lock up front.
+        # Read-only sessions need no lock at all (WAL readers never block).
+        if connection.get_execution_options().get(_READ_ONLY_OPTION):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions that keep loaded attributes after commit (we read them to build replies)."""
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def _bind(sessions: async_sessionmaker[AsyncSession]) -> Engine | None:
+    bind = sessions.kw.get("bind")
+    return bind.sync_engine if isinstance(bind, AsyncEngine) else None
+
+
+@contextlib.asynccontextmanager
+async def reading(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A session for reads only: on SQLite it takes no write lock."""
+    async with sessions() as session:
+        await session.connection(execution_options={_READ_ONLY_OPTION: True})
+        yield session
+
+
+@contextlib.asynccontextmanager
+async def writing(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A session in a transaction that commits on leaving, rolls back on an exception."""
+    engine = _bind(sessions)
+    lock: contextlib.AbstractAsyncContextManager[Any] = contextlib.nullcontext()
+    if engine is not None and engine.dialect.name == "sqlite":
+        lock = _SQLITE_WRITE_LOCKS.setdefault(engine, asyncio.Lock())
+    async with lock, sessions() as session, session.begin():
+        yield session
