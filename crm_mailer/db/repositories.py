@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import literal, select, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -67,69 +67,71 @@ async def tenant_by_slug(session: AsyncSession, slug: str) -> Tenant | None:
 
 
 async def load_facts(session: AsyncSession, tenant: TenantRef, match: MatchInput) -> TenantFacts:
-    """Load what matching may need for this message, for this tenant only."""
+    """Load what matching may need for this message, for this tenant only (four queries)."""
     message = match.message
     addresses = sorted({a for a in (match.sender, *message.to, *message.cc) if a})
     domains = sorted({address_domain(a) for a in addresses})
-    hosts = frozenset((await session.scalars(
-        select(TenantHost.host).where(TenantHost.tenant_id == tenant.id))).all())
-    sender_domains = frozenset((await session.scalars(
-        select(SenderDomain.domain).where(SenderDomain.tenant_id == tenant.id))).all())
+    companies: dict[int, CompanyRef] = {}
+
+    def company(company_id: int | None, key: str | None) -> None:
+        if company_id is not None and key is not None:
+            companies.setdefault(company_id, CompanyRef(company_id, key))
+
+    hosts: set[str] = set()
+    sender_domains: set[str] = set()
+    for kind, domain in await session.execute(
+        select(literal("host"), TenantHost.host).where(TenantHost.tenant_id == tenant.id)
+        .union_all(select(literal("sender"), SenderDomain.domain)
+                   .where(SenderDomain.tenant_id == tenant.id))
+    ):
+        (hosts if kind == "host" else sender_domains).add(domain)
 
     contacts: dict[str, ContactRef] = {}
     for chunk in _chunks(addresses):
-        for row in await session.execute(
-            select(Contact.id, Contact.email, Contact.company_id)
+        for contact_id, email, company_id, key in await session.execute(
+            select(Contact.id, Contact.email, Contact.company_id, Company.key)
+            .outerjoin(Company, Company.id == Contact.company_id)
             .where(Contact.tenant_id == tenant.id, Contact.email.in_(chunk))
         ):
-            contacts[row.email] = ContactRef(row.id, row.email, row.company_id)
+            contacts[email] = ContactRef(contact_id, email, company_id)
+            company(company_id, key)
 
-    domain_companies: dict[str, int] = {}
+    company_domains: dict[str, CompanyRef] = {}
     for chunk in _chunks(domains):
-        for domain, company_id in await session.execute(
-            select(CompanyDomain.domain, CompanyDomain.company_id)
+        for domain, company_id, key in await session.execute(
+            select(CompanyDomain.domain, Company.id, Company.key)
+            .join(Company, Company.id == CompanyDomain.company_id)
             .where(CompanyDomain.tenant_id == tenant.id, CompanyDomain.domain.in_(chunk))
         ):
-            domain_companies[domain] = company_id
+            company(company_id, key)
+            company_domains[domain] = companies[company_id]
 
-    leads = await _records(session, Lead, RecordKind.LEAD, tenant.id, match.numbers)
-    projects = await _records(session, Project, RecordKind.PROJECT, tenant.id, match.numbers)
-
-    company_ids = sorted({*domain_companies.values(),
-                          *(c.company_id for c in contacts.values() if c.company_id),
-                          *(r.company_id for r in (*leads.values(), *projects.values())
-                            if r.company_id)})
-    companies: dict[int, CompanyRef] = {}
-    for id_chunk in _chunks(company_ids):
-        for company_id, key in await session.execute(
-            select(Company.id, Company.key)
-            .where(Company.tenant_id == tenant.id, Company.id.in_(id_chunk))
-        ):
-            companies[company_id] = CompanyRef(company_id, key)
+    records: dict[RecordKind, dict[int, RecordRef]] = {RecordKind.LEAD: {},
+                                                       RecordKind.PROJECT: {}}
+    for number_chunk in _chunks(match.numbers):
+        queries = [
+            select(literal(kind.value), model.id, model.number, model.company_id, Company.key)
+            .outerjoin(Company, Company.id == model.company_id)
+            .where(model.tenant_id == tenant.id, model.number.in_(number_chunk))
+            for kind, model in ((RecordKind.LEAD, Lead), (RecordKind.PROJECT, Project))
+        ]
+        for kind_name, record_id, number, company_id, key in await session.execute(
+                union_all(*queries)):
+            kind = RecordKind(kind_name)
+            records[kind][number] = RecordRef(kind, record_id, number, company_id)
+            company(company_id, key)
 
     return TenantFacts(
         tenant_id=tenant.id,
         slug=tenant.slug,
-        hosts=hosts,
-        sender_domains=sender_domains,
+        hosts=frozenset(hosts),
+        sender_domains=frozenset(sender_domains),
         contacts=contacts,
-        company_domains={d: companies[c] for d, c in domain_companies.items() if c in companies},
+        company_domains=company_domains,
         companies=companies,
-        leads=leads,
-        projects=projects,
+        leads=records[RecordKind.LEAD],
+        projects=records[RecordKind.PROJECT],
     )
-
-
-async def _records(session: AsyncSession, model: type[Lead] | type[Project], kind: RecordKind,
-                   tenant_id: int, numbers: Sequence[int]) -> dict[int, RecordRef]:
-    found: dict[int, RecordRef] = {}
-    for chunk in _chunks(numbers):
-        for row in await session.execute(
-            select(model.id, model.number, model.company_id)
-            .where(model.tenant_id == tenant_id, model.number.in_(chunk))
-        ):
-            found[row.number] = RecordRef(kind, row.id, row.number, row.company_id)
-    return found
 
 
 async def insert_message_once(session: AsyncSession, values: dict[str, Any]) -> int | None:

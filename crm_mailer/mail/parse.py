@@ -27,6 +27,7 @@ _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _LINEBREAK = re.compile(r"[\r\n]+")
 _TRACE_HEADER = re.compile(rb"^(received|return-path|delivered-to|x-original-to):", re.IGNORECASE)
 _ANGLE_ID = re.compile(r"<([^<>\s]+)>")
+_SURROGATE = re.compile("[\udc80-\udcff]")  # bytes the ASCII codec could not read
 _MAX_MESSAGE_ID = 255
 _FALLBACK_CHARSETS = ("utf-8", "cp1252", "latin-1")
 DERIVED_ID_DOMAIN = "derived.crm-mailer.invalid"
@@ -75,7 +76,7 @@ def decode_bytes(data: bytes, declared: str | None = None) -> str:
 
 def clean_text(text: str) -> str:
     """Text safe for any database: stray surrogates re-read as bytes, NUL characters dropped."""
-    if any("\udc80" <= ch <= "\udcff" for ch in text):
+    if _SURROGATE.search(text):
         text = decode_bytes(text.encode("utf-8", "surrogateescape"))
     return text.replace("\x00", "")
 
