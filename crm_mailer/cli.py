@@ -106,16 +106,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 async def _with_engine(run: Command, args: argparse.Namespace, settings: Settings) -> int:
     engine = create_engine(settings.effective_database_url)
     try:
+        if args.command != "db":
+            await _ensure_schema(engine, settings)
         return await run(args, settings, engine)
     finally:
         await engine.dispose()
 
 
-async def _serve(args: argparse.Namespace, settings: Settings, engine: AsyncEngine) -> int:
+async def _ensure_schema(engine: AsyncEngine, settings: Settings) -> None:
+    """The embedded default needs no set-up step; a configured database is upgraded by hand."""
     if settings.uses_embedded_database:
-        await migrate.upgrade(engine)  # the embedded default needs no set-up step
+        await migrate.upgrade(engine)
     else:
         await migrate.require_current(engine)
+
+
+async def _serve(args: argparse.Namespace, settings: Settings, engine: AsyncEngine) -> int:
     server = SmtpServer(settings, session_factory(engine))
     try:
         await server.start(args.host, args.port)
@@ -150,7 +156,6 @@ async def _import(args: argparse.Namespace, settings: Settings, engine: AsyncEng
     except OSError as exc:
         raise CrmMailerError(f"cannot read {args.file}: {exc.strerror}") from None
     specs = parse_directory(text)
-    await migrate.require_current(engine)
     report = ImportReport()
     async with writing(session_factory(engine)) as session:
         for spec in specs:

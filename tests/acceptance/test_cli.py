@@ -104,8 +104,7 @@ def test_readme_example_end_to_end(served: tuple[dict[str, str], int], tmp_path:
 
 
 def test_unknown_tenant_is_one_clear_line(tmp_path: Path) -> None:
-    env = cli_env(tmp_path)
-    assert crm_mailer(env, "db", "upgrade").returncode == 0
+    env = cli_env(tmp_path)  # a fresh embedded database: created and migrated on first use
     result = crm_mailer(env, "history", "list", "--tenant", "nope")
     assert result.returncode == 1
     assert result.stderr.strip() == "crm-mailer: no tenant 'nope'"
