@@ -172,13 +172,19 @@ def _sent_at(msg: Message) -> dt.datetime | None:
     return value
 
 
-def _part_text(part: Message) -> str:
-    """A text part's content as str, whatever its declared charset claims."""
+def _decoded_payload(part: Message) -> bytes | None:
+    """The part's content with its transfer encoding undone; None for a container part."""
     try:
         payload = part.get_payload(decode=True)
-    except Exception:
-        payload = None
-    if not isinstance(payload, bytes):
+    except Exception:  # broken base64 and the like: the stdlib is lenient, but not always
+        return None
+    return payload if isinstance(payload, bytes) else None
+
+
+def _part_text(part: Message) -> str:
+    """A text part's content as str, whatever its declared charset claims."""
+    payload = _decoded_payload(part)
+    if payload is None:
         raw = part.get_payload()
         return raw if isinstance(raw, str) else ""
     return decode_bytes(payload, part.get_content_charset())
@@ -282,13 +288,13 @@ def _filename(part: Message) -> str | None:
 
 
 def _payload_size(part: Message) -> int:
-    try:
-        payload = part.get_payload(decode=True)
-    except Exception:
-        payload = None
-    if isinstance(payload, bytes):
+    payload = _decoded_payload(part)
+    if payload is not None:
         return len(payload)
-    return len(part.as_bytes()) if part.is_multipart() else 0
+    try:  # an attached message/rfc822: its size as sent
+        return len(part.as_bytes()) if part.is_multipart() else 0
+    except Exception:
+        return 0
 
 
 def parse_message(raw: bytes) -> ParsedMessage:
