@@ -28,3 +28,11 @@ class SchemaOutdated(CrmMailerError):
 
 class NotFound(CrmMailerError):
     """The requested record does not exist for this tenant."""
+
+
+class InvalidRequest(CrmMailerError):
+    """The request is not valid; nothing was changed."""
+
+
+class Conflict(CrmMailerError):
+    """The request conflicts with the current state; nothing was changed."""

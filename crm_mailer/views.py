@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -36,9 +36,15 @@ def message_fields(message: InboundMessage) -> dict[str, Any]:
 
 
 async def list_history(session: AsyncSession, tenant_id: int, *, limit: int | None = None,
-                       offset: int = 0) -> list[dict[str, Any]]:
-    """The tenant's contact-history entries, oldest first."""
+                       offset: int = 0, lead: int | None = None,
+                       project: int | None = None) -> list[dict[str, Any]]:
+    """The tenant's contact-history entries, oldest first.
+
+    `lead` and `project` filter by number; a project's history includes the mail filed
+    on the lead it was converted from.
+    """
     contact = aliased(Contact)
+    converted = aliased(Lead)
     query = (
         select(HistoryEntry, Company.key, contact.email, Lead.number, Project.number)
         .join(InboundMessage, InboundMessage.id == HistoryEntry.inbound_message_id)
@@ -51,6 +57,16 @@ async def list_history(session: AsyncSession, tenant_id: int, *, limit: int | No
         .offset(offset)
         .limit(limit)
     )
+    if lead is not None:
+        query = query.where(Lead.number == lead)
+    if project is not None:
+        project_id = (select(Project.id)
+                      .where(Project.tenant_id == tenant_id, Project.number == project)
+                      .scalar_subquery())
+        query = query.where(or_(
+            HistoryEntry.project_id == project_id,
+            HistoryEntry.lead_id.in_(select(converted.id).where(
+                converted.tenant_id == tenant_id, converted.project_id == project_id))))
     rows = (await session.execute(query)).all()
     participants: dict[int, list[str]] = {}
     ids = [row[0].id for row in rows]

@@ -24,6 +24,8 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -190,13 +192,31 @@ class Project(Base):
     """A project, often created from a won lead; numbered per tenant."""
 
     __tablename__ = "projects"
-    __table_args__ = (UniqueConstraint("tenant_id", "number"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "number"),
+        Index("uq_projects_sales_project", "tenant_id", unique=True,
+              postgresql_where=text("is_sales_project"), sqlite_where=text("is_sales_project")),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     number: Mapped[int] = mapped_column(BigInteger)
     name: Mapped[str] = mapped_column(String(255))
     company_id: Mapped[int | None] = mapped_column(ForeignKey("companies.id", ondelete="SET NULL"))
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
+    # The tenant's one sales project, where people book sales time per customer (FAQ).
+    is_sales_project: Mapped[bool] = mapped_column(default=False, server_default=false())
+
+
+class ProjectTask(Base):
+    """A task within a project; the sales project has one per customer company."""
+
+    __tablename__ = "project_tasks"
+    __table_args__ = (UniqueConstraint("project_id", "company_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    company_id: Mapped[int | None] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
 
 
 class Lead(Base):

@@ -1,0 +1,309 @@
+"""The lead library through its API, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from crm_mailer.db.engine import writing
+from crm_mailer.db.models import StatusKind
+from crm_mailer.errors import Conflict, InvalidRequest, NotFound
+from crm_mailer.leads import LeadLibrary, pipeline_sums, tenant_scope
+from crm_mailer.leads.statuses import StatusLibrary
+from crm_mailer.views import list_history
+from tests import factories
+from tests.conftest import SmtpClient, load_directory
+
+
+def directory() -> dict[str, Any]:
+    document = factories.directory(
+        lead_statuses=[{"name": "Erstkontakt", "kind": "open"},
+                       {"name": "Angebot", "kind": "open"},
+                       {"name": "Gewonnen", "kind": "won"},
+                       {"name": "Verloren", "kind": "lost"}],
+        sales_actions=["Messe 2026", "Mailing"],
+        companies=[{"key": "acme", "name": "ACME AG", "domains": ["acme.com"]},
+                   {"key": "globex", "name": "Globex Ltd", "domains": ["globex.example"]}],
+        contacts=[{"email": "bob@acme.com", "company": "acme"},
+                  {"email": "carol@acme.com", "company": "acme"},
+                  {"email": "hank@globex.example", "company": "globex"}],
+        leads=[
+            {"number": 11111, "name": "Website-Relaunch", "company": "acme",
+             "contact": "bob@acme.com", "status": "Erstkontakt", "sales_action": "Messe 2026",
+             "planned_revenues": [{"month": "2026-12", "amount": "12000.00"}]},
+            {"number": 11112, "name": "Wartung", "company": "acme", "status": "Angebot",
+             "planned_revenues": [{"month": "2026-11", "amount": "0.10"},
+                                  {"month": "2027-01", "amount": "0.20"}]},
+            {"number": 11113, "name": "UK", "company": "globex", "contact": "hank@globex.example",
+             "status": "Gewonnen", "planned_revenues": [{"month": "2026-12", "amount": "999.99"}]},
+            {"number": 11114, "name": "Verloren", "company": "globex", "status": "Verloren",
+             "sales_action": "Mailing",
+             "planned_revenues": [{"month": "2026-10", "amount": "100.01"}]},
+        ],
+    )
+    other = factories.second_tenant()
+    other["leads"] = [{"number": 77777, "name": "other's", "company": "acme"}]
+    document["tenants"].append(other)
+    return document
+
+
+@pytest.fixture
+async def crm(sessions: async_sessionmaker[AsyncSession]) -> async_sessionmaker[AsyncSession]:
+    await load_directory(sessions, directory())
+    return sessions
+
+
+@pytest.fixture
+async def leads(crm: async_sessionmaker[AsyncSession]) -> AsyncIterator[LeadLibrary]:
+    """The library on one session; the test's changes are committed at the end."""
+    async with writing(crm) as session:
+        yield LeadLibrary(session, await tenant_scope(session, "xyz"))
+
+
+async def test_create_takes_the_next_number_and_the_first_open_status(
+        leads: LeadLibrary) -> None:
+    lead = await leads.create(name="Neu", company="acme", contact="carol@acme.com")
+    assert (lead.number, lead.status, lead.status_kind) == (11115, "Erstkontakt",
+                                                            StatusKind.OPEN)
+    assert (lead.company, lead.contact, lead.expected_volume) == ("acme", "carol@acme.com",
+                                                                  Decimal("0.00"))
+    second = await leads.create(name="Noch einer", company="globex", status="Angebot",
+                                sales_action="Mailing")
+    assert (second.number, second.status, second.sales_action) == (11116, "Angebot", "Mailing")
+
+
+async def test_create_refuses_a_contact_of_another_company(leads: LeadLibrary) -> None:
+    with pytest.raises(InvalidRequest, match=re.escape(
+            "contact 'hank@globex.example' does not belong to company 'acme'")):
+        await leads.create(name="x", company="acme", contact="hank@globex.example")
+    with pytest.raises(NotFound, match="no company 'initech'"):
+        await leads.create(name="x", company="initech")
+    assert [lead.number for lead in await leads.list_leads()] == [11111, 11112, 11113, 11114]
+
+
+async def test_concurrent_creates_never_share_a_number(
+        crm: async_sessionmaker[AsyncSession]) -> None:
+    async def create(index: int) -> int:
+        async with writing(crm) as session:
+            library = LeadLibrary(session, await tenant_scope(session, "xyz"))
+            return (await library.create(name=f"parallel {index}", company="acme")).number
+
+    numbers = await asyncio.gather(*(create(i) for i in range(12)))
+    assert sorted(numbers) == list(range(11115, 11127))
+
+
+async def test_list_filters_by_status_company_action_and_kind(leads: LeadLibrary) -> None:
+    async def numbers(**filters: Any) -> list[int]:
+        return [lead.number for lead in await leads.list_leads(**filters)]
+
+    assert await numbers(status="Angebot") == [11112]
+    assert await numbers(company="globex") == [11113, 11114]
+    assert await numbers(sales_action="Mailing") == [11114]
+    assert await numbers(kinds=[StatusKind.OPEN]) == [11111, 11112]
+    assert await numbers(kinds=[StatusKind.WON, StatusKind.LOST]) == [11113, 11114]
+
+
+async def test_lead_json_has_the_documented_fields(leads: LeadLibrary) -> None:
+    assert (await leads.get(11111)).as_json() == {
+        "number": 11111, "name": "Website-Relaunch", "company": "acme",
+        "contact": "bob@acme.com", "status": "Erstkontakt", "status_kind": "open",
+        "sales_action": "Messe 2026",
+        "planned_revenues": [{"month": "2026-12", "amount": "12000.00"}],
+        "expected_volume": "12000.00", "project": None}
+
+
+async def test_another_tenants_numbers_and_keys_are_not_found(leads: LeadLibrary) -> None:
+    with pytest.raises(NotFound, match="no lead 77777 in tenant 'xyz'"):
+        await leads.get(77777)
+    with pytest.raises(NotFound):
+        await leads.update_many([11111, 77777], status="Angebot")
+    assert (await leads.get(11111)).status == "Erstkontakt"
+
+
+async def test_bulk_update_sets_contact_action_and_status_on_all(leads: LeadLibrary) -> None:
+    changed = await leads.update_many([11111, 11112], contact="carol@acme.com",
+                                      sales_action="Mailing", status="Angebot")
+    assert [(c.contact, c.sales_action, c.status) for c in changed] == \
+        [("carol@acme.com", "Mailing", "Angebot")] * 2
+    cleared = await leads.update_many([11111, 11112], contact=None, sales_action=None)
+    assert [(c.contact, c.sales_action, c.status) for c in cleared] == [(None, None, "Angebot")] * 2
+
+
+@pytest.mark.parametrize("change, error", [
+    ({"contact": "bob@acme.com"}, "lead 11113: contact 'bob@acme.com' does not belong to "
+                                  "company 'globex'"),
+    ({"status": "Unbekannt", "contact": "bob@acme.com"}, "no lead status 'Unbekannt'"),
+    ({"sales_action": "Nope"}, "no sales action 'Nope'"),
+])
+async def test_bulk_update_with_one_bad_lead_changes_nothing(
+        crm: async_sessionmaker[AsyncSession], change: dict[str, Any], error: str) -> None:
+    async with writing(crm) as session:
+        library = LeadLibrary(session, await tenant_scope(session, "xyz"))
+        before = [lead.as_json() for lead in await library.list_leads()]
+        with pytest.raises((InvalidRequest, NotFound)) as raised:
+            await library.update_many([11111, 11112, 11113], **{"status": "Angebot", **change})
+        assert error in str(raised.value)
+        # The caller may even go on and commit: the failed call left nothing behind.
+    async with writing(crm) as session:
+        library = LeadLibrary(session, await tenant_scope(session, "xyz"))
+        assert [lead.as_json() for lead in await library.list_leads()] == before
+
+
+async def test_changing_the_company_clears_the_contact_unless_one_is_given(
+        leads: LeadLibrary) -> None:
+    moved = await leads.set_company(11111, "globex")
+    assert (moved.company, moved.contact) == ("globex", None)
+    moved = await leads.set_company(11111, "acme", contact="carol@acme.com")
+    assert (moved.company, moved.contact) == ("acme", "carol@acme.com")
+    with pytest.raises(InvalidRequest, match="does not belong to company 'globex'"):
+        await leads.set_company(11111, "globex", contact="bob@acme.com")
+    assert (await leads.get(11111)).company == "acme"
+
+
+async def test_planned_revenues_set_change_and_remove_exactly(leads: LeadLibrary) -> None:
+    lead = await leads.set_revenue(11112, "2027-02", "1234.50")
+    assert lead.expected_volume == Decimal("1234.80")
+    lead = await leads.set_revenue(11112, "2027-02", Decimal("0.05"))
+    assert lead.expected_volume == Decimal("0.35")
+    lead = await leads.set_revenue(11112, "2026-11", "0")
+    assert [(m.isoformat(), a) for m, a in lead.planned_revenues] == [
+        ("2027-01-01", Decimal("0.20")), ("2027-02-01", Decimal("0.05"))]
+    for month, amount in (("2027-13", "1"), ("2027-01", "1.001"), ("2027-01", "-5"),
+                          ("2027-01", "abc")):
+        with pytest.raises(InvalidRequest):
+            await leads.set_revenue(11112, month, amount)
+
+
+@pytest.mark.parametrize("include_won, include_lost, expected", [
+    (False, False, [("Erstkontakt", 1, "12000.00"), ("Angebot", 1, "0.30")]),
+    (True, False, [("Erstkontakt", 1, "12000.00"), ("Angebot", 1, "0.30"),
+                   ("Gewonnen", 1, "999.99")]),
+    (False, True, [("Erstkontakt", 1, "12000.00"), ("Angebot", 1, "0.30"),
+                   ("Verloren", 1, "100.01")]),
+    (True, True, [("Erstkontakt", 1, "12000.00"), ("Angebot", 1, "0.30"),
+                  ("Gewonnen", 1, "999.99"), ("Verloren", 1, "100.01")]),
+])
+async def test_pipeline_sums_are_exact_for_every_checkbox_combination(
+        leads: LeadLibrary, include_won: bool, include_lost: bool,
+        expected: list[tuple[str, int, str]]) -> None:
+    rows = await pipeline_sums(leads.session, leads.tenant, include_won=include_won,
+                               include_lost=include_lost)
+    assert [(r.status, r.leads, f"{r.expected_volume:.2f}") for r in rows] == expected
+    assert all(isinstance(r.expected_volume, Decimal) for r in rows)
+
+
+async def test_pipeline_sums_many_cents_add_up_exactly(leads: LeadLibrary) -> None:
+    for month in range(1, 13):  # twelve times 0.10: inexact in binary floating point
+        await leads.set_revenue(11112, f"2028-{month:02d}", "0.10")
+    lead = await leads.create(name="Groß", company="acme")
+    await leads.set_revenue(lead.number, "2027-05", "999999999999.99")
+    await leads.set_revenue(lead.number, "2027-06", "0.01")
+    [first, second] = await pipeline_sums(leads.session, leads.tenant)
+    assert first.expected_volume == Decimal("12000.00") + Decimal("1000000000000.00")
+    assert (second.leads, second.expected_volume) == (1, Decimal("1.50"))
+
+
+async def test_pipeline_shows_statuses_without_leads_as_zero_and_filters(
+        leads: LeadLibrary) -> None:
+    statuses = StatusLibrary(leads.session, leads.tenant)
+    await statuses.add("Verhandlung", "open", position=3)
+    rows = await pipeline_sums(leads.session, leads.tenant)
+    assert [(r.status, r.leads, r.expected_volume) for r in rows] == [
+        ("Erstkontakt", 1, Decimal("12000.00")), ("Angebot", 1, Decimal("0.30")),
+        ("Verhandlung", 0, Decimal("0.00"))]
+    by_action = await pipeline_sums(leads.session, leads.tenant, sales_action="Messe 2026")
+    assert [r.leads for r in by_action] == [1, 0, 0]
+    by_company = await pipeline_sums(leads.session, leads.tenant, include_won=True,
+                                     company="globex")
+    assert [(r.status, r.leads) for r in by_company if r.leads] == [("Gewonnen", 1)]
+    december = await pipeline_sums(leads.session, leads.tenant, month_from="2026-12",
+                                   month_to="2026-12")
+    assert [(r.leads, r.expected_volume) for r in december][:2] == [
+        (1, Decimal("12000.00")), (0, Decimal("0.00"))]
+    from_january = await pipeline_sums(leads.session, leads.tenant, month_from="2027-01")
+    assert [(r.leads, r.expected_volume) for r in from_january][:2] == [
+        (0, Decimal("0.00")), (1, Decimal("0.20"))]
+    with pytest.raises(InvalidRequest):
+        await pipeline_sums(leads.session, leads.tenant, month_from="2027-02",
+                            month_to="2027-01")
+
+
+async def test_convert_creates_a_project_and_marks_the_lead_won(leads: LeadLibrary) -> None:
+    project = await leads.convert_to_project(11111)
+    assert (project.number, project.name, project.company, project.contact, project.lead) == (
+        20002, "Website-Relaunch", "acme", "bob@acme.com", 11111)
+    lead = await leads.get(11111)
+    assert (lead.project, lead.status, lead.status_kind) == (20002, "Gewonnen", StatusKind.WON)
+    with pytest.raises(Conflict, match="lead 11111 was already converted to project 20002"):
+        await leads.convert_to_project(11111)
+    with pytest.raises(InvalidRequest, match="lost"):
+        await leads.convert_to_project(11114)
+
+
+async def test_mail_filed_on_a_lead_stays_reachable_from_its_project(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    assert (await smtp.send(factories.mail(subject="Lead 11111"))).code == 250
+    async with writing(crm) as session:
+        tenant = await tenant_scope(session, "xyz")
+        project = await LeadLibrary(session, tenant).convert_to_project(11111)
+    assert (await smtp.send(factories.mail(subject=f"Projekt {project.number}"))).code == 250
+    async with crm() as session:
+        on_project = await list_history(session, tenant.id, project=project.number)
+        on_lead = await list_history(session, tenant.id, lead=11111)
+    assert [(e["lead"], e["project"]) for e in on_project] == [(11111, None),
+                                                               (None, project.number)]
+    assert len(on_lead) == 1
+
+
+async def test_delete_refuses_a_lead_with_filed_mail_unless_detached(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    assert (await smtp.send(factories.mail(subject="Lead 11111"))).code == 250
+    async with writing(crm) as session:
+        library = LeadLibrary(session, await tenant_scope(session, "xyz"))
+        with pytest.raises(Conflict, match="lead 11111 has 1 contact-history entries"):
+            await library.delete(11111)
+        await library.delete(11112)  # nothing filed on it
+        await library.delete(11111, detach_history=True)
+        assert [lead.number for lead in await library.list_leads()] == [11113, 11114]
+        [entry] = await list_history(session, library.tenant.id)
+    assert (entry["lead"], entry["company"], entry["contact"]) == (None, "acme", "bob@acme.com")
+
+
+async def test_statuses_add_rename_reorder_and_delete_with_replacement(
+        leads: LeadLibrary) -> None:
+    statuses = StatusLibrary(leads.session, leads.tenant)
+    await statuses.add("Verhandlung", StatusKind.OPEN, position=2)
+    views = await statuses.rename("Verhandlung", "Verhandlungsphase")
+    assert [v.name for v in views] == ["Erstkontakt", "Verhandlungsphase", "Angebot",
+                                       "Gewonnen", "Verloren"]
+    views = await statuses.reorder(["Angebot", "Erstkontakt", "Verhandlungsphase",
+                                    "Gewonnen", "Verloren"])
+    assert [(v.name, v.position) for v in views][:2] == [("Angebot", 1), ("Erstkontakt", 2)]
+    with pytest.raises(InvalidRequest, match="missing: Verloren"):
+        await statuses.reorder(["Angebot", "Erstkontakt", "Verhandlungsphase", "Gewonnen"])
+    with pytest.raises(Conflict, match="status 'Angebot' is used by 1 lead"):
+        await statuses.delete("Angebot")
+    views = await statuses.delete("Angebot", replacement="Verhandlungsphase")
+    assert [(v.name, v.leads) for v in views] == [("Erstkontakt", 1), ("Verhandlungsphase", 1),
+                                                  ("Gewonnen", 1), ("Verloren", 1)]
+    assert (await leads.get(11112)).status == "Verhandlungsphase"
+    await statuses.delete("Verhandlungsphase", replacement="Erstkontakt")
+    with pytest.raises(Conflict, match="exists already"):
+        await statuses.add("Gewonnen", "won")
+
+
+async def test_sales_task_is_created_once_per_company(leads: LeadLibrary) -> None:
+    first = await leads.sales_task("acme")
+    again = await leads.sales_task("acme")
+    other = await leads.sales_task("globex")
+    assert first == again
+    assert (first.project, first.task, first.company) == (20002, "ACME AG", "acme")
+    assert other.project == first.project and other.task_id != first.task_id
+    lead = await leads.convert_to_project(11112)  # the sales project took a number
+    assert lead.number == 20003
