@@ -1,0 +1,83 @@
+"""The `crm-mailer` command.
+
+Command output goes to stdout, logs to stderr. Exit codes: 0 done, 1 the operation
+failed (one line says why; nothing was half-applied), 2 bad configuration or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from crm_mailer import __version__
+from crm_mailer.cli import leads, operations
+from crm_mailer.db import migrate
+from crm_mailer.db.engine import create_engine
+from crm_mailer.errors import ConfigError, CrmMailerError
+from crm_mailer.ingest import STORAGE_ERRORS
+from crm_mailer.logging import configure_logging
+from crm_mailer.settings import Settings, load_settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crm-mailer",
+        description="Files mail sent with crm@<tenant host> in BCC/CC into the CRM.",
+        epilog="Every configuration key can be set as CRM_MAILER_<KEY>, "
+               "e.g. CRM_MAILER_DATABASE_URL.",
+    )
+    parser.add_argument("--version", action="version", version=f"crm-mailer {__version__}")
+    parser.add_argument("--config", metavar="PATH",
+                        help="TOML configuration file (env: CRM_MAILER_CONFIG)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    operations.register(commands)
+    leads.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"crm-mailer: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        return asyncio.run(_run(args, settings))
+    except ConfigError as exc:
+        print(f"crm-mailer: {exc}", file=sys.stderr)
+        return 2
+    except CrmMailerError as exc:
+        print(f"crm-mailer: {exc}", file=sys.stderr)
+        return 1
+    except STORAGE_ERRORS as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        print(f"crm-mailer: the database is not available ({type(exc).__name__}: {detail})",
+              file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    engine = create_engine(settings.effective_database_url)
+    try:
+        if getattr(args, "schema", True):
+            await _ensure_schema(engine, settings)
+        return int(await args.run(args, settings, engine))
+    finally:
+        await engine.dispose()
+
+
+async def _ensure_schema(engine: AsyncEngine, settings: Settings) -> None:
+    """The embedded default needs no set-up step; a configured database is upgraded by hand."""
+    if settings.uses_embedded_database:
+        await migrate.upgrade(engine)
+    else:
+        await migrate.require_current(engine)

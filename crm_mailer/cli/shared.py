@@ -1,0 +1,24 @@
+"""Pieces every command group uses: common options and the command signature."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from crm_mailer.settings import Settings
+
+Command = Callable[[argparse.Namespace, Settings, AsyncEngine], Awaitable[int]]
+
+
+def add_tenant(parser: argparse.ArgumentParser) -> None:
+    default = os.environ.get("CRM_MAILER_TENANT")
+    parser.add_argument("--tenant", metavar="SLUG", default=default, required=default is None,
+                        help="the tenant (env: CRM_MAILER_TENANT)")
+
+
+def add_format(parser: argparse.ArgumentParser, *extra: str) -> None:
+    parser.add_argument("--format", choices=("table", "json", *extra), default="table",
+                        help="table for people (default), json: one object per line")

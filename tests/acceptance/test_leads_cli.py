@@ -1,0 +1,77 @@
+"""The lead commands as an operator uses them, on the embedded SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests import factories
+from tests.acceptance.test_cli import cli_env, crm_mailer
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
+    extra = {}
+    if request.param == "postgresql":
+        extra["CRM_MAILER_DATABASE_URL"] = request.getfixturevalue("pg_database_url")
+    env = cli_env(tmp_path, CRM_MAILER_TENANT="xyz", **extra)
+    directory = tmp_path / "directory.json"
+    directory.write_text(factories.dumps(factories.directory()))
+    assert crm_mailer(env, "import", str(directory)).returncode == 0
+    return env
+
+
+def ok(env: dict[str, str], *args: str) -> str:
+    result = crm_mailer(env, *args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def fails(env: dict[str, str], *args: str) -> str:
+    result = crm_mailer(env, *args)
+    assert result.returncode == 1, result.stdout
+    assert result.stdout == "" and len(result.stderr.strip().splitlines()) == 1
+    return result.stderr.strip()
+
+
+def test_lead_session_through_the_cli(env: dict[str, str]) -> None:
+    number = ok(env, "leads", "create", "--name", "Wartung 2027", "--company", "acme",
+                "--contact", "bob@acme.com").strip()
+    assert number == "11112"
+    ok(env, "leads", "revenue", number, "--month", "2027-01", "--amount", "1234.50")
+    ok(env, "leads", "revenue", number, "--month", "2027-02", "--amount", "0.25")
+    [lead] = map(json.loads, ok(env, "leads", "show", number, "--format", "json").splitlines())
+    assert lead["expected_volume"] == "1234.75" and lead["contact"] == "bob@acme.com"
+
+    # Bulk update: one bad lead (unknown) changes nothing, then all at once.
+    assert "no lead 99999" in fails(env, "leads", "update", "11111", number, "99999",
+                                    "--status", "Gewonnen")
+    updated = ok(env, "leads", "update", "11111", number, "--status", "Gewonnen",
+                 "--no-contact", "--format", "json")
+    assert [(row["status"], row["contact"]) for row in map(json.loads, updated.splitlines())] \
+        == [("Gewonnen", None)] * 2
+
+    rows = [json.loads(line) for line in
+            ok(env, "pipeline", "--include-won", "--format", "json").splitlines()]
+    assert rows == [
+        {"status": "Erstkontakt", "kind": "open", "leads": 0, "expected_volume": "0.00"},
+        {"status": "Gewonnen", "kind": "won", "leads": 2, "expected_volume": "13234.75"}]
+    chart = ok(env, "pipeline", "--include-won", "--include-lost", "--format", "chart")
+    assert "Gewonnen" in chart and "█" in chart and "13,234.75" in chart
+
+    assert ok(env, "leads", "convert", "11111").strip() == "20002"
+    assert fails(env, "leads", "convert", "11111") == \
+        "crm-mailer: lead 11111 was already converted to project 20002"
+
+    ok(env, "leads", "set-company", number, "acme", "--contact", "bob@acme.com")
+    assert "status 'Gewonnen' is used by 2 lead(s)" in fails(env, "statuses", "delete",
+                                                               "Gewonnen")
+    ok(env, "statuses", "add", "Verhandlung", "--kind", "open", "--position", "2")
+    statuses = ok(env, "statuses", "list", "--format", "json").splitlines()
+    assert [json.loads(s)["name"] for s in statuses] == ["Erstkontakt", "Verhandlung",
+                                                         "Gewonnen", "Verloren"]
+    ok(env, "leads", "delete", number)
+    listed = ok(env, "leads", "list", "--won", "--format", "json").splitlines()
+    assert [json.loads(line)["number"] for line in listed] == [11111]
