@@ -75,3 +75,29 @@ def test_lead_session_through_the_cli(env: dict[str, str]) -> None:
     ok(env, "leads", "delete", number)
     listed = ok(env, "leads", "list", "--won", "--format", "json").splitlines()
     assert [json.loads(line)["number"] for line in listed] == [11111]
+
+
+def test_statuses_sales_task_and_filters_through_the_cli(env: dict[str, str]) -> None:
+    ok(env, "statuses", "rename", "Erstkontakt", "Kontakt")
+    ok(env, "statuses", "set-kind", "Verloren", "lost")
+    ok(env, "statuses", "add", "Angebot", "--kind", "open")
+    reordered = ok(env, "statuses", "reorder", "Angebot", "Kontakt", "Gewonnen", "Verloren",
+                   "--format", "json").splitlines()
+    assert [(s["name"], s["position"], s["leads"]) for s in map(json.loads, reordered)] == [
+        ("Angebot", 1, 0), ("Kontakt", 2, 1), ("Gewonnen", 3, 0), ("Verloren", 4, 0)]
+    ok(env, "statuses", "delete", "Kontakt", "--replacement", "Angebot")
+    assert "Angebot" in ok(env, "leads", "show", "11111")
+
+    task = json.loads(ok(env, "leads", "sales-task", "acme", "--format", "json"))
+    assert task == json.loads(ok(env, "leads", "sales-task", "acme", "--format", "json"))
+    assert task["company"] == "acme" and task["task"] == "ACME AG"
+
+    december = ok(env, "pipeline", "--from", "2026-12", "--to", "2026-12", "--sales-action",
+                  "Messe 2026", "--company", "acme", "--format", "json").splitlines()
+    assert json.loads(december[0])["expected_volume"] == "12000.00"
+    later = ok(env, "pipeline", "--from", "2027-01", "--format", "json").splitlines()
+    assert json.loads(later[0])["leads"] == 0
+    assert "month '2027-1'" in fails(env, "pipeline", "--from", "2027-1")
+    assert "no company 'nope'" in fails(env, "leads", "list", "--company", "nope")
+    ok(env, "leads", "delete", "11111", "--detach-history")
+    assert ok(env, "leads", "list", "--format", "json") == ""
