@@ -16,17 +16,19 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm_mailer.db import repositories
 from crm_mailer.db.engine import reading, writing
-from crm_mailer.db.models import utcnow
+from crm_mailer.db.models import ReviewPolicy, utcnow
 from crm_mailer.errors import StorageUnavailable
 from crm_mailer.mail.addresses import normalize_address
 from crm_mailer.mail.parse import ParsedMessage, parse_message
 from crm_mailer.matching import pipeline
-from crm_mailer.matching.decide import Filed, Queued
-from crm_mailer.matching.facts import MatchInput, RecordKind
+from crm_mailer.matching.decide import Filed, Queued, Reason, candidates
+from crm_mailer.matching.facts import MatchInput
 from crm_mailer.matching.number import subject_numbers
 from crm_mailer.matching.tenant import recipient_host
 
 log = structlog.get_logger("crm_mailer.ingest")
+
+FILED_BY = "crm-mailer"
 
 # Parsing a large message takes tens of milliseconds: do it off the event loop.
 _PARSE_IN_THREAD_BYTES = 256 * 1024
@@ -159,17 +161,17 @@ async def _ingest_for_tenant(session: AsyncSession, tenant: repositories.TenantR
     if message_row_id is None:
         return TenantOutcome(tenant.slug, Outcome.DUPLICATE)
     if isinstance(decision, Filed):
-        is_lead = decision.record.kind is RecordKind.LEAD
-        await repositories.add_history_entry(
-            session, tenant_id=tenant.id, message_id=message_row_id,
-            company_id=decision.company.id, contact_id=decision.contact.id,
-            lead_id=decision.record.id if is_lead else None,
-            project_id=None if is_lead else decision.record.id,
-            participant_ids=[c.id for c in decision.participants], filed_by="crm-mailer")
+        await repositories.file_decision(session, tenant.id, message_row_id, decision,
+                                         filed_by=FILED_BY)
+        if tenant.review is ReviewPolicy.ALL:  # filed, and shown for a check all the same
+            await repositories.add_pending_match(
+                session, tenant=tenant, message_id=message_row_id,
+                reasons=[Reason.REVIEW.value],
+                candidates=candidates(facts, result.findings))
         return TenantOutcome(tenant.slug, Outcome.FILED,
                              record=f"{decision.record.kind} {decision.record.number}")
     assert isinstance(decision, Queued)
     await repositories.add_pending_match(
-        session, tenant_id=tenant.id, message_id=message_row_id,
+        session, tenant=tenant, message_id=message_row_id,
         reasons=[r.value for r in decision.reasons], candidates=decision.candidates)
     return TenantOutcome(tenant.slug, Outcome.QUEUED, tuple(r.value for r in decision.reasons))

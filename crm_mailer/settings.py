@@ -40,6 +40,7 @@ class Settings:
     log_level: str = "info"
     log_format: str = "auto"
     shutdown_timeout: float = 30.0
+    pending_max_age_days: int = 30
 
     @property
     def effective_database_url(self) -> str:
@@ -64,6 +65,7 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
     "listen_port": (0, 65535),
     "max_message_size": (1024, 2**31 - 1),
     "max_line_length": (1001, 2**31 - 1),
+    "pending_max_age_days": (1, 36500),
 }
 
 

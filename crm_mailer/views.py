@@ -37,7 +37,8 @@ def message_fields(message: InboundMessage) -> dict[str, Any]:
 
 async def list_history(session: AsyncSession, tenant_id: int, *, limit: int | None = None,
                        offset: int = 0, lead: int | None = None,
-                       project: int | None = None) -> list[dict[str, Any]]:
+                       project: int | None = None,
+                       entry_id: int | None = None) -> list[dict[str, Any]]:
     """The tenant's contact-history entries, oldest first.
 
     `lead` and `project` filter by number; a project's history includes the mail filed
@@ -57,6 +58,8 @@ async def list_history(session: AsyncSession, tenant_id: int, *, limit: int | No
         .offset(offset)
         .limit(limit)
     )
+    if entry_id is not None:
+        query = query.where(HistoryEntry.id == entry_id)
     if lead is not None:
         query = query.where(Lead.number == lead)
     if project is not None:
@@ -96,9 +99,12 @@ async def list_history(session: AsyncSession, tenant_id: int, *, limit: int | No
 
 
 async def list_pending(session: AsyncSession, tenant_id: int, *, include_resolved: bool = False,
-                       limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+                       limit: int | None = None, offset: int = 0,
+                       pending_id: int | None = None) -> list[dict[str, Any]]:
     """The tenant's pending matches, newest first; only waiting ones unless asked."""
     query = select(PendingMatch).where(PendingMatch.tenant_id == tenant_id)
+    if pending_id is not None:
+        query = query.where(PendingMatch.id == pending_id)
     if not include_resolved:
         query = query.where(PendingMatch.state == PendingState.WAITING)
     query = query.order_by(PendingMatch.id.desc()).offset(offset).limit(limit)
@@ -110,6 +116,9 @@ async def list_pending(session: AsyncSession, tenant_id: int, *, include_resolve
             "reasons": pending.reasons,
             "candidates": pending.candidates,
             "created_at": pending.created_at.isoformat(),
+            "resolved_by": pending.resolved_by,
+            "resolved_at": pending.resolved_at.isoformat() if pending.resolved_at else None,
+            "note": pending.note,
             "body": pending.message.body,
         }
         for pending in (await session.scalars(query)).all()

@@ -4,25 +4,35 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import structlog
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from crm_mailer.cli.output import print_rows
-from crm_mailer.cli.shared import add_format, add_tenant
+from crm_mailer.cli.output import cell, print_rows
+from crm_mailer.cli.shared import add_by, add_format, add_tenant
 from crm_mailer.db import migrate, repositories
 from crm_mailer.db.engine import reading, session_factory, writing
-from crm_mailer.db.models import Tenant
+from crm_mailer.db.models import ReviewPolicy, Tenant, TenantHost
 from crm_mailer.directory.importer import ImportReport, import_tenant
 from crm_mailer.directory.spec import parse_directory
-from crm_mailer.errors import CrmMailerError, NotFound
+from crm_mailer.errors import CrmMailerError, InvalidRequest, NotFound
+from crm_mailer.leads.scope import tenant_scope
+from crm_mailer.reconciliation import ReconciliationQueue, expire_pending
 from crm_mailer.settings import Settings
 from crm_mailer.smtp.server import SmtpServer
-from crm_mailer.views import list_history, list_pending
+from crm_mailer.views import list_history
 
 log = structlog.get_logger("crm_mailer.cli")
+
+HISTORY_COLUMNS = ("id", "sent_at", "direction", "sender", "company", "contact", "lead",
+                   "project", "subject")
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -54,6 +64,18 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     listing.add_argument("--limit", type=int, default=None)
     listing.set_defaults(run=_history_list)
 
+    move = history_actions.add_parser(
+        "move", help="correct a filed entry: another lead, project or contact")
+    add_tenant(move)
+    add_format(move)
+    move.add_argument("id", type=int, metavar="ID")
+    target = move.add_mutually_exclusive_group()
+    target.add_argument("--lead", type=int, metavar="NUMBER")
+    target.add_argument("--project", type=int, metavar="NUMBER")
+    move.add_argument("--contact", metavar="EMAIL")
+    add_by(move)
+    move.set_defaults(run=_history_move)
+
     pending = commands.add_parser("pending", help="mail waiting for confirmation")
     pending_actions = pending.add_subparsers(dest="pending_command", required=True,
                                              metavar="ACTION")
@@ -63,8 +85,58 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     listing.add_argument("--all", action="store_true",
                          help="include confirmed, rejected and expired items")
     listing.add_argument("--limit", type=int, default=None)
+    listing.add_argument("--offset", type=int, default=0)
     listing.set_defaults(run=_pending_list)
 
+    show = pending_actions.add_parser("show", help="one item with reasons and candidates")
+    add_tenant(show)
+    add_format(show)
+    show.add_argument("id", type=int, metavar="ID")
+    show.set_defaults(run=_pending_show)
+
+    confirm = pending_actions.add_parser(
+        "confirm", help="file the mail: as suggested, or with corrections")
+    add_tenant(confirm)
+    add_format(confirm)
+    confirm.add_argument("id", type=int, metavar="ID")
+    record = confirm.add_mutually_exclusive_group()
+    record.add_argument("--lead", type=int, metavar="NUMBER")
+    record.add_argument("--project", type=int, metavar="NUMBER")
+    confirm.add_argument("--contact", metavar="EMAIL")
+    confirm.add_argument("--company", metavar="KEY")
+    add_by(confirm)
+    confirm.set_defaults(run=_pending_confirm)
+
+    reject = pending_actions.add_parser("reject", help="do not file the mail (kept for audit)")
+    add_tenant(reject)
+    add_format(reject)
+    reject.add_argument("id", type=int, metavar="ID")
+    reject.add_argument("--reason", metavar="TEXT")
+    add_by(reject)
+    reject.set_defaults(run=_pending_reject)
+
+    rematch = pending_actions.add_parser(
+        "rematch", help="match waiting mail again after directory changes")
+    add_tenant(rematch)
+    rematch.set_defaults(run=_pending_rematch)
+
+    expire = pending_actions.add_parser(
+        "expire", help="mark old waiting mail expired (all tenants)")
+    expire.add_argument("--older-than", type=float, metavar="DAYS",
+                        help="default: config pending_max_age_days")
+    expire.set_defaults(run=_pending_expire)
+
+    tenants = commands.add_parser("tenants", help="tenants and their review policy")
+    tenant_actions = tenants.add_subparsers(dest="tenants_command", required=True,
+                                            metavar="ACTION")
+    listing = tenant_actions.add_parser("list", help="list tenants")
+    add_format(listing)
+    listing.set_defaults(run=_tenants_list)
+    review = tenant_actions.add_parser(
+        "set-review", help="which new mail a person checks: uncertain (default) or all")
+    add_tenant(review)
+    review.add_argument("policy", choices=[p.value for p in ReviewPolicy])
+    review.set_defaults(run=_tenants_review)
 
 async def _serve(args: argparse.Namespace, settings: Settings, engine: AsyncEngine) -> int:
     server = SmtpServer(settings, session_factory(engine))
@@ -106,6 +178,13 @@ async def _import(args: argparse.Namespace, settings: Settings, engine: AsyncEng
         for spec in specs:
             await import_tenant(session, spec, report)
     print(f"imported {len(specs)} tenant(s): {report.summary()}")
+    # Directory changes may make waiting mail certain: match it again, tenant by tenant.
+    for spec in specs:
+        async with writing(session_factory(engine)) as session:
+            queue = ReconciliationQueue(session, await tenant_scope(session, spec.slug))
+            rematched = await queue.rematch()
+        if rematched.filed or rematched.updated:
+            print(f"tenant '{spec.slug}': waiting mail {rematched.summary()}")
     return 0
 
 
@@ -120,14 +199,124 @@ async def _history_list(args: argparse.Namespace, settings: Settings, engine: As
     async with reading(session_factory(engine)) as session:
         rows = await list_history(session, (await _tenant(session, args.tenant)).id,
                                   limit=args.limit, lead=args.lead, project=args.project)
-    print_rows(rows, args.format, ("id", "sent_at", "direction", "sender", "company",
-                                    "contact", "lead", "project", "subject"))
+    print_rows(rows, args.format, HISTORY_COLUMNS)
     return 0
 
 
+PENDING_COLUMNS = ("id", "sent_at", "state", "sender", "reasons", "subject")
+
+
 async def _pending_list(args: argparse.Namespace, settings: Settings, engine: AsyncEngine) -> int:
+    async with _queue(engine, args.tenant, write=False) as queue:
+        rows = await queue.list_pending(include_resolved=args.all, limit=args.limit,
+                                        offset=args.offset)
+    print_rows(rows, args.format, PENDING_COLUMNS + (("resolved_by",) if args.all else ()))
+    return 0
+
+
+@asynccontextmanager
+async def _queue(engine: AsyncEngine, slug: str, *,
+                 write: bool) -> AsyncIterator[ReconciliationQueue]:
+    sessions = session_factory(engine)
+    session: AsyncSession
+    async with (writing(sessions) if write else reading(sessions)) as session:
+        yield ReconciliationQueue(session, await tenant_scope(session, slug))
+
+
+async def _pending_show(args: argparse.Namespace, settings: Settings, engine: AsyncEngine) -> int:
+    async with _queue(engine, args.tenant, write=False) as queue:
+        item = await queue.show(args.id)
+    if args.format == "json":
+        print_rows([item], "json", ())
+        return 0
+    out = sys.stdout
+    for key in ("id", "state", "sent_at", "direction", "sender", "to", "cc", "subject"):
+        out.write(f"{key:<11} {cell(item[key])}\n")
+    if item["resolved_by"]:
+        out.write(f"{'resolved':<11} {item['resolved_by']} at {item['resolved_at']}"
+                  f"{' (' + item['note'] + ')' if item['note'] else ''}\n")
+    for attachment in item["attachments"]:
+        out.write(f"{'attachment':<11} {attachment['filename'] or '(unnamed)'} "
+                  f"[{attachment['content_type']}, {attachment['size']} bytes]\n")
+    out.write("\nwhy it waits:\n")
+    for reason in item["reasons"]:
+        out.write(f"  - {reason['text']} ({reason['code']})\n")
+    out.write("\ncandidates:\n")
+    for kind, noun, label in (("leads", "lead", "number"), ("projects", "project", "number"),
+                              ("contacts", "contact", "email"),
+                              ("companies", "company", "key")):
+        for candidate in item["candidates"][kind]:
+            out.write(f"  {noun:<8} {candidate[label]!s:<28} {candidate['why']}\n")
+    if item["filed"]:
+        filed = item["filed"]
+        out.write(f"\nfiled as entry {filed['id']}: company {filed['company']}, contact "
+                  f"{filed['contact']}, lead {filed['lead']}, project {filed['project']}\n")
+    out.write("\n" + item["preview"] + "\n")
+    return 0
+
+
+async def _pending_confirm(args: argparse.Namespace, settings: Settings,
+                           engine: AsyncEngine) -> int:
+    async with _queue(engine, args.tenant, write=True) as queue:
+        entry = await queue.confirm(args.id, by=args.by, lead=args.lead, project=args.project,
+                                    contact=args.contact, company=args.company)
+    print_rows([entry], args.format, HISTORY_COLUMNS)
+    return 0
+
+
+async def _pending_reject(args: argparse.Namespace, settings: Settings,
+                          engine: AsyncEngine) -> int:
+    async with _queue(engine, args.tenant, write=True) as queue:
+        item = await queue.reject(args.id, by=args.by, reason=args.reason)
+    print_rows([item], args.format, (*PENDING_COLUMNS, "resolved_by", "note"))
+    return 0
+
+
+async def _pending_rematch(args: argparse.Namespace, settings: Settings,
+                           engine: AsyncEngine) -> int:
+    async with _queue(engine, args.tenant, write=True) as queue:
+        report = await queue.rematch()
+    print(f"tenant '{args.tenant}': waiting mail {report.summary()}")
+    return 0
+
+
+async def _pending_expire(args: argparse.Namespace, settings: Settings,
+                          engine: AsyncEngine) -> int:
+    days = settings.pending_max_age_days if args.older_than is None else args.older_than
+    if days < 0:
+        raise InvalidRequest("--older-than must not be negative")
+    async with writing(session_factory(engine)) as session:
+        count = await expire_pending(session, older_than=dt.timedelta(days=days))
+    print(f"expired {count} pending mail(s) older than {days:g} days")
+    return 0
+
+
+async def _history_move(args: argparse.Namespace, settings: Settings,
+                        engine: AsyncEngine) -> int:
+    async with _queue(engine, args.tenant, write=True) as queue:
+        entry = await queue.move(args.id, by=args.by, lead=args.lead, project=args.project,
+                                 contact=args.contact)
+    print_rows([entry], args.format, HISTORY_COLUMNS)
+    return 0
+
+
+async def _tenants_list(args: argparse.Namespace, settings: Settings,
+                        engine: AsyncEngine) -> int:
     async with reading(session_factory(engine)) as session:
-        rows = await list_pending(session, (await _tenant(session, args.tenant)).id,
-                                  include_resolved=args.all, limit=args.limit)
-    print_rows(rows, args.format, ("id", "sent_at", "state", "sender", "reasons", "subject"))
+        tenants = (await session.scalars(select(Tenant).order_by(Tenant.slug))).all()
+        hosts: dict[int, list[str]] = {t.id: [] for t in tenants}
+        for tenant_id, host in await session.execute(
+                select(TenantHost.tenant_id, TenantHost.host).order_by(TenantHost.host)):
+            hosts[tenant_id].append(host)
+    print_rows([{"slug": t.slug, "name": t.name, "review": t.review.value, "hosts": hosts[t.id]}
+                for t in tenants], args.format, ("slug", "name", "review", "hosts"))
+    return 0
+
+
+async def _tenants_review(args: argparse.Namespace, settings: Settings,
+                          engine: AsyncEngine) -> int:
+    async with writing(session_factory(engine)) as session:
+        tenant = await _tenant(session, args.tenant)
+        tenant.review = ReviewPolicy(args.policy)
+    print(f"tenant '{args.tenant}': review = {args.policy}")
     return 0

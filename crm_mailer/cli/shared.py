@@ -22,3 +22,9 @@ def add_tenant(parser: argparse.ArgumentParser) -> None:
 def add_format(parser: argparse.ArgumentParser, *extra: str) -> None:
     parser.add_argument("--format", choices=("table", "json", *extra), default="table",
                         help="table for people (default), json: one object per line")
+
+
+def add_by(parser: argparse.ArgumentParser) -> None:
+    default = os.environ.get("CRM_MAILER_USER") or os.environ.get("USER") or "operator"
+    parser.add_argument("--by", metavar="USER", default=default,
+                        help="who decides, for the audit (env: CRM_MAILER_USER, else $USER)")

@@ -84,6 +84,13 @@ class Direction(enum.StrEnum):
     INBOUND = "inbound"
 
 
+class ReviewPolicy(enum.StrEnum):
+    """Which new mail a person checks: only uncertain mail, or every mail (filed and shown)."""
+
+    UNCERTAIN = "uncertain"
+    ALL = "all"
+
+
 class PendingState(enum.StrEnum):
     """Where a pending match stands in the confirmation queue."""
 
@@ -106,6 +113,9 @@ class Tenant(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(255))
+    review: Mapped[ReviewPolicy] = mapped_column(
+        _enum(ReviewPolicy, "review_policy"), default=ReviewPolicy.UNCERTAIN,
+        server_default=ReviewPolicy.UNCERTAIN.value)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -328,4 +338,21 @@ class PendingMatch(Base):
     reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
     candidates: Mapped[dict[str, list[Any]]] = mapped_column(JSON, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    resolved_by: Mapped[str | None] = mapped_column(String(255))
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    note: Mapped[str | None] = mapped_column(Text)  # a rejection's reason
     message: Mapped[InboundMessage] = relationship(lazy="joined")
+
+
+class HistoryChange(Base):
+    """Audit of a correction to a filed entry: who moved it, when, from what to what."""
+
+    __tablename__ = "history_changes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    history_entry_id: Mapped[int] = mapped_column(
+        ForeignKey("history_entries.id", ondelete="CASCADE"), index=True)
+    changed_by: Mapped[str] = mapped_column(String(255))
+    changed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    before: Mapped[dict[str, Any]] = mapped_column(JSON)
+    after: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import literal, select, union_all
+from sqlalchemy import func, literal, select, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,11 +21,13 @@ from crm_mailer.db.models import (
     Lead,
     PendingMatch,
     Project,
+    ReviewPolicy,
     SenderDomain,
     Tenant,
     TenantHost,
 )
 from crm_mailer.mail.addresses import address_domain
+from crm_mailer.matching.decide import Filed
 from crm_mailer.matching.facts import (
     CompanyRef,
     ContactRef,
@@ -43,10 +46,14 @@ def _chunks(items: Sequence[T]) -> Iterable[Sequence[T]]:
         yield items[start:start + _CHUNK]
 
 
+PENDING_CHANNEL = "crm_mailer_pending"
+
+
 @dataclass(frozen=True, slots=True)
 class TenantRef:
     id: int
     slug: str
+    review: ReviewPolicy = ReviewPolicy.UNCERTAIN
 
 
 async def tenants_for_hosts(session: AsyncSession, hosts: Iterable[str]) -> dict[str, TenantRef]:
@@ -55,11 +62,11 @@ async def tenants_for_hosts(session: AsyncSession, hosts: Iterable[str]) -> dict
     if not wanted:
         return {}
     rows = await session.execute(
-        select(TenantHost.host, Tenant.id, Tenant.slug)
+        select(TenantHost.host, Tenant.id, Tenant.slug, Tenant.review)
         .join(Tenant, Tenant.id == TenantHost.tenant_id)
         .where(TenantHost.host.in_(wanted))
     )
-    return {host: TenantRef(tenant_id, slug) for host, tenant_id, slug in rows}
+    return {host: TenantRef(tenant_id, slug, review) for host, tenant_id, slug, review in rows}
 
 
 async def tenant_by_slug(session: AsyncSession, slug: str) -> Tenant | None:
@@ -166,11 +173,28 @@ async def add_history_entry(session: AsyncSession, *, tenant_id: int, message_id
     return entry
 
 
-async def add_pending_match(session: AsyncSession, *, tenant_id: int, message_id: int,
+async def file_decision(session: AsyncSession, tenant_id: int, message_id: int,
+                        decision: Filed, *, filed_by: str) -> HistoryEntry:
+    """Write the history entry for a certain match."""
+    is_lead = decision.record.kind is RecordKind.LEAD
+    return await add_history_entry(
+        session, tenant_id=tenant_id, message_id=message_id,
+        company_id=decision.company.id, contact_id=decision.contact.id,
+        lead_id=decision.record.id if is_lead else None,
+        project_id=None if is_lead else decision.record.id,
+        participant_ids=[c.id for c in decision.participants], filed_by=filed_by)
+
+
+async def add_pending_match(session: AsyncSession, *, tenant: TenantRef, message_id: int,
                             reasons: Sequence[str],
                             candidates: dict[str, list[Any]]) -> PendingMatch:
-    pending = PendingMatch(tenant_id=tenant_id, inbound_message_id=message_id,
+    """Queue a mail for a person; on PostgreSQL the main app hears of it at commit."""
+    pending = PendingMatch(tenant_id=tenant.id, inbound_message_id=message_id,
                            reasons=list(reasons), candidates=candidates)
     session.add(pending)
     await session.flush()
+    if session.get_bind().dialect.name == "postgresql":
+        # NOTIFY is transactional: delivered on commit, never for a rolled-back insert.
+        payload = json.dumps({"tenant": tenant.slug, "id": pending.id})
+        await session.execute(select(func.pg_notify(PENDING_CHANNEL, payload)))
     return pending

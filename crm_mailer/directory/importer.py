@@ -110,13 +110,16 @@ async def import_tenant(session: AsyncSession, spec: TenantSpec, report: ImportR
     where = f"tenant '{spec.slug}'"
     tenant = (await session.execute(select(Tenant).where(Tenant.slug == spec.slug))
               ).scalar_one_or_none()
+    settings: dict[str, Any] = {"name": spec.name}
+    if spec.review is not None:
+        settings["review"] = spec.review
     if tenant is None:
-        tenant = Tenant(slug=spec.slug, name=spec.name)
+        tenant = Tenant(slug=spec.slug, **settings)
         session.add(tenant)
         await session.flush()
         report["tenant created"] += 1
     else:
-        _assign(report, "tenant", tenant, {"name": spec.name})
+        _assign(report, "tenant", tenant, settings)
 
     taken = {host: owner for host, owner in await session.execute(
         select(TenantHost.host, Tenant.slug).join(Tenant)

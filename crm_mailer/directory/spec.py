@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from crm_mailer.db.models import StatusKind
+from crm_mailer.db.models import ReviewPolicy, StatusKind
 from crm_mailer.errors import DirectoryImportError
 from crm_mailer.mail.addresses import normalize_address, strict_domain
 
@@ -79,6 +79,7 @@ class TenantSpec:
     contacts: tuple[ContactSpec, ...]
     leads: tuple[LeadSpec, ...]
     projects: tuple[ProjectSpec, ...]
+    review: ReviewPolicy | None = None  # None: leave as is (new tenants: "uncertain")
 
 
 class _Reader:
@@ -240,9 +241,13 @@ def _tenant(index: int, data: Any) -> TenantSpec:
             _email(project.where, contact_email) if contact_email else None))
     _unique(where, "project number", [p.number for p in projects])
 
+    review = reader.optional("review")
+    if review is not None and review not in {p.value for p in ReviewPolicy}:
+        raise reader.fail(f"review must be 'uncertain' or 'all', not {review!r}")
     return TenantSpec(slug, reader.text("name", required=False, default=slug), tuple(hosts),
                       tuple(sender_domains), tuple(statuses), tuple(actions), tuple(companies),
-                      tuple(contacts), tuple(leads), tuple(projects))
+                      tuple(contacts), tuple(leads), tuple(projects),
+                      ReviewPolicy(review) if review else None)
 
 
 def parse_directory(text: str | bytes) -> tuple[TenantSpec, ...]:

@@ -34,6 +34,7 @@ class Reason(StrEnum):
     SEVERAL_NUMBERS = "several_numbers"
     NO_CONTACT = "no_contact"
     COMPANY_MISMATCH = "company_mismatch"
+    REVIEW = "review"
 
 
 REASON_TEXT = {
@@ -42,6 +43,7 @@ REASON_TEXT = {
     Reason.SEVERAL_NUMBERS: "the subject points to more than one lead or project",
     Reason.NO_CONTACT: "no recipient (outbound) or sender (inbound) is a known contact",
     Reason.COMPANY_MISMATCH: "the lead's or project's company is not the contact's company",
+    Reason.REVIEW: "filed already; the tenant checks every new mail (review = all)",
 }
 
 

@@ -1,0 +1,249 @@
+"""The confirmation queue end to end: mail over SMTP, decided through the API, both backends."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from crm_mailer.db.engine import writing
+from crm_mailer.db.models import HistoryChange
+from crm_mailer.errors import Conflict, InvalidRequest, NotFound
+from crm_mailer.leads import tenant_scope
+from crm_mailer.reconciliation import ReconciliationQueue, expire_pending
+from tests import factories
+from tests.conftest import SmtpClient, load_directory
+from tests.integration.test_smtp_ingest import history, pending
+
+
+def directory() -> dict[str, Any]:
+    document = factories.directory(
+        contacts=[{"email": "bob@acme.com", "name": "Bob Bauer", "company": "acme"},
+                  {"email": "carol@acme.com", "name": "Carol", "company": "acme"}])
+    document["tenants"][0]["companies"].append(
+        {"key": "globex", "name": "Globex", "domains": ["globex.example"]})
+    document["tenants"][0]["leads"].append({"number": 11112, "name": "Globex-Deal",
+                                            "company": "globex"})
+    other = factories.second_tenant()
+    document["tenants"].append(other)
+    return document
+
+
+@pytest.fixture
+async def crm(sessions: async_sessionmaker[AsyncSession]) -> async_sessionmaker[AsyncSession]:
+    await load_directory(sessions, directory())
+    return sessions
+
+
+async def decide(sessions: async_sessionmaker[AsyncSession], call: str, *args: Any,
+                 slug: str = "xyz", **kwargs: Any) -> Any:
+    """One API call in its own transaction, as the main app makes it."""
+    async with writing(sessions) as session:
+        queue = ReconciliationQueue(session, await tenant_scope(session, slug))
+        return await getattr(queue, call)(*args, **kwargs)
+
+
+async def queued(smtp: SmtpClient, sessions: async_sessionmaker[AsyncSession],
+                 **mail: Any) -> dict[str, Any]:
+    assert (await smtp.send(factories.mail(**mail))).code == 250
+    return (await pending(sessions))[0]
+
+
+async def test_a_person_confirms_with_a_correction_and_it_is_filed_once(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    item = await queued(smtp, crm, subject="Lead 11111 und 20001", to="bob@acme.com")
+    assert item["reasons"] == ["several_numbers"]
+    with pytest.raises(InvalidRequest, match="several candidates"):
+        await decide(crm, "confirm", item["id"], by="anna")
+    entry = await decide(crm, "confirm", item["id"], by="anna", lead=11111,
+                         contact="carol@acme.com")
+    assert (entry["lead"], entry["contact"], entry["company"]) == (11111, "carol@acme.com",
+                                                                   "acme")
+    assert entry["filed_by"] == "anna"
+    assert [e["id"] for e in await history(crm)] == [entry["id"]]
+    assert await pending(crm) == []
+    with pytest.raises(Conflict, match=r"pending mail \d+ was already confirmed by anna at "):
+        await decide(crm, "confirm", item["id"], by="ben", project=20001)
+    assert len(await history(crm)) == 1
+
+
+async def test_confirming_the_suggestion_files_it(crm: async_sessionmaker[AsyncSession],
+                                                  smtp: SmtpClient) -> None:
+    item = await queued(smtp, crm, subject="Angebot ohne Nummer")
+    entry = await decide(crm, "confirm", item["id"], by="anna")
+    assert (entry["company"], entry["contact"], entry["lead"]) == ("acme", "bob@acme.com", None)
+
+
+async def test_two_people_confirming_at_once_exactly_one_wins(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    item = await queued(smtp, crm, subject="Lead 11111 und 20001")
+    results = await asyncio.gather(
+        *(decide(crm, "confirm", item["id"], by=f"user{i}", lead=11111) for i in range(5)),
+        return_exceptions=True)
+    winners = [r for r in results if isinstance(r, dict)]
+    losers = [r for r in results if isinstance(r, Conflict)]
+    assert len(winners) == 1 and len(losers) == 4, results
+    assert all(winners[0]["filed_by"] in str(loser) for loser in losers)
+    assert len(await history(crm)) == 1
+
+
+@pytest.mark.parametrize("choice, error", [
+    ({"lead": 11112, "contact": "bob@acme.com"}, "contact 'bob@acme.com' does not belong to "
+                                                 "company 'globex'"),
+    ({"lead": 11111, "company": "globex"}, "lead 11111 does not belong to company 'globex'"),
+    ({"lead": 77777}, "no lead 77777"),
+    ({"lead": 11111, "company": "nope"}, "no company 'nope'"),
+    ({"lead": 11111, "project": 20001}, "choose a lead or a project, not both"),
+])
+async def test_choices_are_validated_and_a_refused_one_changes_nothing(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient, choice: dict[str, Any],
+        error: str) -> None:
+    item = await queued(smtp, crm, subject="Lead 11111 und 20001")
+    with pytest.raises((InvalidRequest, NotFound), match=error):
+        await decide(crm, "confirm", item["id"], by="anna", **choice)
+    assert [i["id"] for i in await pending(crm)] == [item["id"]]
+    assert await history(crm) == []
+
+
+async def test_reject_keeps_the_mail_for_audit_but_never_files_it(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    item = await queued(smtp, crm, subject="privat")
+    rejected = await decide(crm, "reject", item["id"], by="ben", reason="private mail")
+    assert (rejected["state"], rejected["resolved_by"], rejected["note"]) == (
+        "rejected", "ben", "private mail")
+    assert await pending(crm) == [] and await history(crm) == []
+    with pytest.raises(Conflict, match="already rejected by ben"):
+        await decide(crm, "confirm", item["id"], by="anna")
+
+
+async def test_show_explains_reasons_and_candidates(crm: async_sessionmaker[AsyncSession],
+                                                    smtp: SmtpClient) -> None:
+    item = await queued(smtp, crm, subject="Lead 11112", to="bob@acme.com")
+    shown = await decide(crm, "show", item["id"])
+    assert shown["reasons"] == [{"code": "company_mismatch", "text": "the lead's or project's "
+                                 "company is not the contact's company"}]
+    assert shown["candidates"]["leads"] == [{"number": 11112, "name": "Globex-Deal",
+                                             "company": "globex",
+                                             "why": "the subject holds the number 11112"}]
+    assert shown["candidates"]["contacts"] == [{"email": "bob@acme.com", "name": "Bob Bauer",
+                                                "company": "acme",
+                                                "why": "recipient (To) of the mail"}]
+    companies = {c["key"]: c["why"] for c in shown["candidates"]["companies"]}
+    assert companies == {"acme": "domain of bob@acme.com; company of contact bob@acme.com",
+                         "globex": "company of lead 11112"}
+    assert shown["preview"] == "Hallo Bob," and shown["filed"] is None
+    with pytest.raises(NotFound):
+        await decide(crm, "show", item["id"], slug="other")  # never across tenants
+
+
+async def test_rematch_files_what_directory_changes_made_certain(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    await queued(smtp, crm, subject="Lead 11111", to="dave@acme.com")       # no_contact
+    await queued(smtp, crm, subject="Lead 11119", to="bob@acme.com")        # unknown_number
+    await queued(smtp, crm, subject="Lead 11118", to="erin@acme.com")       # both
+    document = directory()
+    tenant = document["tenants"][0]
+    tenant["contacts"].append({"email": "dave@acme.com", "company": "acme"})
+    tenant["leads"].append({"number": 11119, "name": "Neu", "company": "acme"})
+    await load_directory(crm, document)
+    report = await decide(crm, "rematch")
+    assert (report.filed, report.updated, report.unchanged) == (2, 0, 1)
+    filed = await history(crm)
+    assert sorted((e["lead"], e["contact"], e["filed_by"]) for e in filed) == [
+        (11111, "dave@acme.com", "crm-mailer (rematch)"),
+        (11119, "bob@acme.com", "crm-mailer (rematch)")]
+    [left] = await pending(crm)
+    assert left["reasons"] == ["unknown_number", "no_contact"]
+    tenant["contacts"].append({"email": "erin@acme.com", "company": "acme"})
+    await load_directory(crm, document)
+    report = await decide(crm, "rematch")
+    assert (report.filed, report.updated, report.unchanged) == (0, 1, 0)
+    [left] = await pending(crm)
+    assert left["reasons"] == ["unknown_number"] and left["candidates"]["contacts"] == [
+        "erin@acme.com"]
+
+
+async def test_a_filed_entry_can_be_moved_with_an_audit_record(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    assert (await smtp.send(factories.mail(subject="Lead 11111"))).code == 250
+    [entry] = await history(crm)
+    moved = await decide(crm, "move", entry["id"], by="anna", project=20001)
+    assert (moved["lead"], moved["project"], moved["company"], moved["contact"]) == (
+        None, 20001, "acme", "bob@acme.com")
+    moved = await decide(crm, "move", entry["id"], by="ben", contact="carol@acme.com")
+    assert (moved["project"], moved["contact"]) == (20001, "carol@acme.com")
+    assert "carol@acme.com" in moved["participants"]
+    with pytest.raises(InvalidRequest, match="does not belong to company 'globex'"):
+        await decide(crm, "move", entry["id"], by="ben", lead=11112, contact="carol@acme.com")
+    # To another company's lead: the company follows, a contact that no longer fits goes.
+    moved = await decide(crm, "move", entry["id"], by="carl", lead=11112)
+    assert (moved["lead"], moved["project"], moved["company"], moved["contact"]) == (
+        11112, None, "globex", None)
+    async with crm() as session:
+        changes = (await session.scalars(select(HistoryChange).order_by(HistoryChange.id))).all()
+    assert [(c.changed_by, c.before["lead"], c.after["project"]) for c in changes] == [
+        ("anna", 11111, 20001), ("ben", None, 20001), ("carl", None, None)]
+    with pytest.raises(NotFound):
+        await decide(crm, "move", entry["id"], by="eve", slug="other", lead=11111)
+
+
+async def test_review_all_files_certain_mail_and_shows_it_for_a_check(
+        sessions: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    document = directory()
+    document["tenants"][0]["review"] = "all"
+    await load_directory(sessions, document)
+    reply = await smtp.send(factories.mail(subject="Lead 11111"))
+    assert reply.code == 250 and "filed" in reply.text
+    [entry] = await history(sessions)
+    [item] = await pending(sessions)
+    assert item["reasons"] == ["review"] and item["candidates"]["leads"] == [11111]
+    assert (await decide(sessions, "show", item["id"]))["filed"]["id"] == entry["id"]
+    corrected = await decide(sessions, "confirm", item["id"], by="anna", project=20001)
+    assert (corrected["id"], corrected["project"], corrected["lead"]) == (entry["id"], 20001,
+                                                                          None)
+    assert len(await history(sessions)) == 1 and await pending(sessions) == []
+
+
+async def test_expire_marks_old_waiting_mail_expired_and_keeps_it(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    item = await queued(smtp, crm, subject="alt")
+    async with writing(crm) as session:
+        assert await expire_pending(session, older_than=dt.timedelta(days=30)) == 0
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(days=31)
+        assert await expire_pending(session, older_than=dt.timedelta(days=30), now=later) == 1
+    assert await pending(crm) == [] and await history(crm) == []
+    async with crm() as session:
+        queue = ReconciliationQueue(session, await tenant_scope(session, "xyz"))
+        [kept] = await queue.list_pending(include_resolved=True)
+    assert (kept["id"], kept["state"]) == (item["id"], "expired")
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=False)
+async def test_listening_connection_hears_of_new_pending_mail(
+        database_url: str, crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    dsn = make_url(database_url).set(drivername="postgresql").render_as_string(
+        hide_password=False)
+    listener = await asyncpg.connect(dsn)
+    try:
+        await listener.add_listener("crm_mailer_pending",
+                                    lambda *args: heard.put_nowait(args[-1]))
+        assert (await smtp.send(factories.mail(subject="ohne Nummer"))).code == 250
+        payload = json.loads(await asyncio.wait_for(heard.get(), 10))
+        [item] = await pending(crm)
+        assert payload == {"tenant": "xyz", "id": item["id"]}
+        assert (await smtp.send(factories.mail(subject="Lead 11111"))).code == 250
+        await asyncio.sleep(0.3)
+        assert heard.empty()  # certain mail is filed: nothing to pop up
+    finally:
+        await listener.close()
+
+
