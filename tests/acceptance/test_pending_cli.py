@@ -1,0 +1,85 @@
+"""The confirmation queue as an operator drives it from the CLI, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import smtplib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests import factories
+from tests.acceptance.test_cli import cli_env, crm_mailer, wait_for_port
+from tests.acceptance.test_leads_cli import fails, ok
+from tests.pgcluster import free_port
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
+    extra = {}
+    if request.param == "postgresql":
+        extra["CRM_MAILER_DATABASE_URL"] = request.getfixturevalue("pg_database_url")
+    env = cli_env(tmp_path, CRM_MAILER_TENANT="xyz", CRM_MAILER_USER="anna", **extra)
+    directory = tmp_path / "directory.json"
+    directory.write_text(factories.dumps(factories.directory()))
+    assert crm_mailer(env, "import", str(directory)).returncode == 0
+    return env
+
+
+def test_queue_session_through_the_cli(env: dict[str, str], tmp_path: Path) -> None:
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "crm_mailer", "serve", "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, server)
+        with smtplib.SMTP("127.0.0.1", port) as client:
+            for subject, to in (("Lead 11111 und 20001", "bob@acme.com"),
+                                ("Lead 11111", "dave@acme.com"),
+                                ("privat", "bob@acme.com")):
+                client.sendmail("alice@xyz.de", ["crm@xyz.hq.example"],
+                                factories.mail(subject=subject, to=to))
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+    waiting = [json.loads(line) for line in ok(env, "pending", "list", "--format", "json")
+               .splitlines()]
+    several, no_contact, private = sorted(waiting, key=lambda item: item["id"])
+    assert several["reasons"] == ["several_numbers"] and no_contact["reasons"] == ["no_contact"]
+
+    shown = ok(env, "pending", "show", str(several["id"]))
+    assert "the subject points to more than one lead or project" in shown
+    assert "domain of bob@acme.com" in shown
+
+    entry = json.loads(ok(env, "pending", "confirm", str(several["id"]), "--lead", "11111",
+                          "--format", "json"))
+    assert (entry["lead"], entry["contact"], entry["filed_by"]) == (11111, "bob@acme.com",
+                                                                   "anna")
+    assert "already confirmed by anna" in fails(env, "pending", "confirm", str(several["id"]),
+                                                "--by", "ben")
+    ok(env, "pending", "reject", str(private["id"]), "--reason", "privat", "--by", "ben")
+
+    # The missing contact arrives with the next import: the waiting mail is filed.
+    document = factories.directory()
+    document["tenants"][0]["contacts"].append({"email": "dave@acme.com", "company": "acme"})
+    directory = tmp_path / "directory2.json"
+    directory.write_text(factories.dumps(document))
+    assert "1 filed" in ok(env, "import", str(directory))
+    assert ok(env, "pending", "list", "--format", "json") == ""
+    everything = [json.loads(line) for line in
+                  ok(env, "pending", "list", "--all", "--format", "json").splitlines()]
+    assert sorted(i["state"] for i in everything) == ["confirmed", "confirmed", "rejected"]
+
+    filed = [json.loads(line) for line in ok(env, "history", "list", "--format", "json")
+             .splitlines()]
+    assert sorted(e["subject"] for e in filed) == ["Lead 11111", "Lead 11111 und 20001"]
+    moved = json.loads(ok(env, "history", "move", str(entry["id"]), "--project", "20001",
+                          "--format", "json"))
+    assert (moved["lead"], moved["project"]) == (None, 20001)
+
+    ok(env, "tenants", "set-review", "all")
+    assert json.loads(ok(env, "tenants", "list", "--format", "json"))["review"] == "all"
+    assert "expired 0" in ok(env, "pending", "expire")
+    assert "no pending mail 999" in fails(env, "pending", "show", "999")
