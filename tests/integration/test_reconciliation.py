@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -247,3 +247,17 @@ async def test_listening_connection_hears_of_new_pending_mail(
         await listener.close()
 
 
+
+
+async def test_the_app_can_read_the_views(crm: async_sessionmaker[AsyncSession],
+                                          smtp: SmtpClient) -> None:
+    assert (await smtp.send(factories.mail(subject="Lead 11111"))).code == 250
+    item = await queued(smtp, crm, subject="ohne Nummer")
+    async with crm() as session:
+        filed = (await session.execute(text(
+            "SELECT tenant, company, contact, lead, project FROM crm_history"))).all()
+        waiting = (await session.execute(text(
+            "SELECT id FROM crm_pending WHERE tenant = :slug AND state = 'waiting' "
+            "AND id > :last_seen"), {"slug": "xyz", "last_seen": 0})).scalars().all()
+    assert [tuple(row) for row in filed] == [("xyz", "acme", "bob@acme.com", 11111, None)]
+    assert waiting == [item["id"]]
