@@ -6,12 +6,11 @@ import argparse
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from crm_mailer.cli.output import print_rows
-from crm_mailer.cli.shared import add_format, add_tenant
+from crm_mailer.cli.shared import Command, add_action, add_format, add_tenant
 from crm_mailer.db.engine import reading, session_factory, writing
 from crm_mailer.db.models import StatusKind
 from crm_mailer.errors import InvalidRequest
@@ -31,13 +30,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     leads = commands.add_parser("leads", help="leads: list, show, create, update, ...")
     actions = leads.add_subparsers(dest="leads_command", required=True, metavar="ACTION")
 
-    def action(name: str, run: Any, text: str, formats: bool = True) -> argparse.ArgumentParser:
-        parser = actions.add_parser(name, help=text, description=text)
-        add_tenant(parser)
-        if formats:
-            add_format(parser)
-        parser.set_defaults(run=run)
-        return parser
+    def action(name: str, run: Command, text: str,
+               formats: bool = True) -> argparse.ArgumentParser:
+        return add_action(actions, name, text, run, formats=() if formats else None)
 
     listing = action("list", _list, "list leads, by number")
     listing.add_argument("--status", help="only leads in this status")
@@ -108,11 +103,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                                              metavar="ACTION")
 
     def status_action(name: str, text: str) -> argparse.ArgumentParser:
-        parser = status_actions.add_parser(name, help=text, description=text)
-        add_tenant(parser)
-        add_format(parser)
-        parser.set_defaults(run=_statuses, status_action=name)
-        return parser
+        return add_action(status_actions, name, text, _statuses, status_action=name)
 
     status_action("list", "the statuses in pipeline order")
     add = status_action("add", "add a status")

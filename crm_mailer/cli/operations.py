@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from crm_mailer.cli.output import cell, print_rows
-from crm_mailer.cli.shared import add_by, add_format, add_tenant
+from crm_mailer.cli.shared import add_action, add_by
 from crm_mailer.db import migrate, repositories
 from crm_mailer.db.engine import reading, session_factory, writing
 from crm_mailer.db.models import ReviewPolicy, Tenant, TenantHost
@@ -55,88 +55,61 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     history = commands.add_parser("history", help="filed contact-history entries")
     history_actions = history.add_subparsers(dest="history_command", required=True,
                                              metavar="ACTION")
-    listing = history_actions.add_parser("list", help="list filed contact-history entries")
-    add_tenant(listing)
-    add_format(listing)
+    listing = add_action(history_actions, "list", "list filed contact-history entries",
+                         _history_list)
     listing.add_argument("--lead", type=int, metavar="NUMBER", help="only mail on this lead")
     listing.add_argument("--project", type=int, metavar="NUMBER",
                          help="only mail on this project (and on the lead it came from)")
     listing.add_argument("--limit", type=int, default=None)
-    listing.set_defaults(run=_history_list)
-
-    move = history_actions.add_parser(
-        "move", help="correct a filed entry: another lead, project or contact")
-    add_tenant(move)
-    add_format(move)
-    move.add_argument("id", type=int, metavar="ID")
-    target = move.add_mutually_exclusive_group()
-    target.add_argument("--lead", type=int, metavar="NUMBER")
-    target.add_argument("--project", type=int, metavar="NUMBER")
-    move.add_argument("--contact", metavar="EMAIL")
+    move = add_action(history_actions, "move",
+                      "correct a filed entry: another lead, project or contact", _history_move,
+                      item="id")
+    add_record_choice(move)
     add_by(move)
-    move.set_defaults(run=_history_move)
 
     pending = commands.add_parser("pending", help="mail waiting for confirmation")
     pending_actions = pending.add_subparsers(dest="pending_command", required=True,
                                              metavar="ACTION")
-    listing = pending_actions.add_parser("list", help="list mail waiting for confirmation")
-    add_tenant(listing)
-    add_format(listing)
+    listing = add_action(pending_actions, "list", "list mail waiting for confirmation",
+                         _pending_list)
     listing.add_argument("--all", action="store_true",
                          help="include confirmed, rejected and expired items")
     listing.add_argument("--limit", type=int, default=None)
     listing.add_argument("--offset", type=int, default=0)
-    listing.set_defaults(run=_pending_list)
-
-    show = pending_actions.add_parser("show", help="one item with reasons and candidates")
-    add_tenant(show)
-    add_format(show)
-    show.add_argument("id", type=int, metavar="ID")
-    show.set_defaults(run=_pending_show)
-
-    confirm = pending_actions.add_parser(
-        "confirm", help="file the mail: as suggested, or with corrections")
-    add_tenant(confirm)
-    add_format(confirm)
-    confirm.add_argument("id", type=int, metavar="ID")
-    record = confirm.add_mutually_exclusive_group()
-    record.add_argument("--lead", type=int, metavar="NUMBER")
-    record.add_argument("--project", type=int, metavar="NUMBER")
-    confirm.add_argument("--contact", metavar="EMAIL")
+    add_action(pending_actions, "show", "one item with reasons and candidates", _pending_show,
+               item="id")
+    confirm = add_action(pending_actions, "confirm",
+                         "file the mail: as suggested, or with corrections", _pending_confirm,
+                         item="id")
+    add_record_choice(confirm)
     confirm.add_argument("--company", metavar="KEY")
     add_by(confirm)
-    confirm.set_defaults(run=_pending_confirm)
-
-    reject = pending_actions.add_parser("reject", help="do not file the mail (kept for audit)")
-    add_tenant(reject)
-    add_format(reject)
-    reject.add_argument("id", type=int, metavar="ID")
+    reject = add_action(pending_actions, "reject", "do not file the mail (kept for audit)",
+                        _pending_reject, item="id")
     reject.add_argument("--reason", metavar="TEXT")
     add_by(reject)
-    reject.set_defaults(run=_pending_reject)
-
-    rematch = pending_actions.add_parser(
-        "rematch", help="match waiting mail again after directory changes")
-    add_tenant(rematch)
-    rematch.set_defaults(run=_pending_rematch)
-
-    expire = pending_actions.add_parser(
-        "expire", help="mark old waiting mail expired (all tenants)")
+    add_action(pending_actions, "rematch", "match waiting mail again after directory changes",
+               _pending_rematch, formats=None)
+    expire = add_action(pending_actions, "expire", "mark old waiting mail expired (all tenants)",
+                        _pending_expire, tenant=False, formats=None)
     expire.add_argument("--older-than", type=float, metavar="DAYS",
                         help="default: config pending_max_age_days")
-    expire.set_defaults(run=_pending_expire)
 
     tenants = commands.add_parser("tenants", help="tenants and their review policy")
     tenant_actions = tenants.add_subparsers(dest="tenants_command", required=True,
                                             metavar="ACTION")
-    listing = tenant_actions.add_parser("list", help="list tenants")
-    add_format(listing)
-    listing.set_defaults(run=_tenants_list)
-    review = tenant_actions.add_parser(
-        "set-review", help="which new mail a person checks: uncertain (default) or all")
-    add_tenant(review)
+    add_action(tenant_actions, "list", "list tenants", _tenants_list, tenant=False)
+    review = add_action(tenant_actions, "set-review",
+                        "which new mail a person checks: uncertain (default) or all",
+                        _tenants_review, formats=None)
     review.add_argument("policy", choices=[p.value for p in ReviewPolicy])
-    review.set_defaults(run=_tenants_review)
+
+
+def add_record_choice(parser: argparse.ArgumentParser) -> None:
+    record = parser.add_mutually_exclusive_group()
+    record.add_argument("--lead", type=int, metavar="NUMBER")
+    record.add_argument("--project", type=int, metavar="NUMBER")
+    parser.add_argument("--contact", metavar="EMAIL")
 
 async def _serve(args: argparse.Namespace, settings: Settings, engine: AsyncEngine) -> int:
     server = SmtpServer(settings, session_factory(engine))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -28,3 +29,18 @@ def add_by(parser: argparse.ArgumentParser) -> None:
     default = os.environ.get("CRM_MAILER_USER") or os.environ.get("USER") or "operator"
     parser.add_argument("--by", metavar="USER", default=default,
                         help="who decides, for the audit (env: CRM_MAILER_USER, else $USER)")
+
+
+def add_action(actions: argparse._SubParsersAction[argparse.ArgumentParser], name: str,
+               text: str, run: Command, *, tenant: bool = True, formats: tuple[str, ...] | None
+               = (), item: str | None = None, **defaults: Any) -> argparse.ArgumentParser:
+    """A sub-command: its help, --tenant, --format (None: no output format) and an ID."""
+    parser = actions.add_parser(name, help=text, description=text)
+    if tenant:
+        add_tenant(parser)
+    if formats is not None:
+        add_format(parser, *formats)
+    if item is not None:
+        parser.add_argument(item, type=int, metavar=item.upper())
+    parser.set_defaults(run=run, **defaults)
+    return parser

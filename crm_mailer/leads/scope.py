@@ -6,11 +6,13 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_mailer.db.models import (
+    Base,
     Company,
     Contact,
     Lead,
@@ -22,6 +24,7 @@ from crm_mailer.db.models import (
 from crm_mailer.errors import InvalidRequest, NotFound
 from crm_mailer.mail.addresses import normalize_address
 
+M = TypeVar("M", bound=Base)
 _MONTH = re.compile(r"(\d{4})-(\d{2})")
 MAX_AMOUNT = Decimal("999999999999.99")
 
@@ -73,45 +76,29 @@ class Lookup:
     def __init__(self, session: AsyncSession, tenant: TenantScope) -> None:
         self.session, self.tenant = session, tenant
 
-    async def company(self, key: str) -> Company:
-        found = await self.session.scalar(select(Company).where(
-            Company.tenant_id == self.tenant.id, Company.key == key))
+    async def _one(self, model: type[M], column: Any, value: object, what: str) -> M:
+        tenant_column: Any = model.tenant_id  # type: ignore[attr-defined]
+        statement: Any = select(model).where(tenant_column == self.tenant.id, column == value)
+        found: M | None = await self.session.scalar(statement)
         if found is None:
-            raise NotFound(f"no company '{key}' in tenant '{self.tenant.slug}'")
+            raise NotFound(f"no {what} in tenant '{self.tenant.slug}'")
         return found
+
+    async def company(self, key: str) -> Company:
+        return await self._one(Company, Company.key, key, f"company '{key}'")
 
     async def contact(self, email: str) -> Contact:
         normalized = normalize_address(email) or email.strip().lower()
-        found = await self.session.scalar(select(Contact).where(
-            Contact.tenant_id == self.tenant.id, Contact.email == normalized))
-        if found is None:
-            raise NotFound(f"no contact '{email}' in tenant '{self.tenant.slug}'")
-        return found
+        return await self._one(Contact, Contact.email, normalized, f"contact '{email}'")
 
     async def status(self, name: str) -> LeadStatus:
-        found = await self.session.scalar(select(LeadStatus).where(
-            LeadStatus.tenant_id == self.tenant.id, LeadStatus.name == name))
-        if found is None:
-            raise NotFound(f"no lead status '{name}' in tenant '{self.tenant.slug}'")
-        return found
+        return await self._one(LeadStatus, LeadStatus.name, name, f"lead status '{name}'")
 
     async def sales_action(self, name: str) -> SalesAction:
-        found = await self.session.scalar(select(SalesAction).where(
-            SalesAction.tenant_id == self.tenant.id, SalesAction.name == name))
-        if found is None:
-            raise NotFound(f"no sales action '{name}' in tenant '{self.tenant.slug}'")
-        return found
+        return await self._one(SalesAction, SalesAction.name, name, f"sales action '{name}'")
 
     async def lead(self, number: int) -> Lead:
-        found = await self.session.scalar(select(Lead).where(
-            Lead.tenant_id == self.tenant.id, Lead.number == number))
-        if found is None:
-            raise NotFound(f"no lead {number} in tenant '{self.tenant.slug}'")
-        return found
+        return await self._one(Lead, Lead.number, number, f"lead {number}")
 
     async def project(self, number: int) -> Project:
-        found = await self.session.scalar(select(Project).where(
-            Project.tenant_id == self.tenant.id, Project.number == number))
-        if found is None:
-            raise NotFound(f"no project {number} in tenant '{self.tenant.slug}'")
-        return found
+        return await self._one(Project, Project.number, number, f"project {number}")
