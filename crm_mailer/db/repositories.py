@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import func, literal, select, union_all
+from sqlalchemy import func, insert, literal, select, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,11 +20,13 @@ from crm_mailer.db.models import (
     InboundMessage,
     Lead,
     PendingMatch,
+    PendingState,
     Project,
     ReviewPolicy,
     SenderDomain,
     Tenant,
     TenantHost,
+    utcnow,
 )
 from crm_mailer.mail.addresses import address_domain
 from crm_mailer.matching.decide import Filed
@@ -61,7 +63,8 @@ async def tenants_for_hosts(session: AsyncSession, hosts: Iterable[str]) -> dict
     wanted = sorted(set(hosts))
     if not wanted:
         return {}
-    rows = await session.execute(
+    connection = await session.connection()
+    rows = await connection.execute(
         select(TenantHost.host, Tenant.id, Tenant.slug, Tenant.review)
         .join(Tenant, Tenant.id == TenantHost.tenant_id)
         .where(TenantHost.host.in_(wanted))
@@ -76,6 +79,7 @@ async def tenant_by_slug(session: AsyncSession, slug: str) -> Tenant | None:
 async def load_facts(session: AsyncSession, tenant: TenantRef, match: MatchInput) -> TenantFacts:
     """Load what matching may need for this message, for this tenant only (four queries)."""
     message = match.message
+    connection = await session.connection()  # Core round trips: no ORM layer needed here
     addresses = sorted({a for a in (match.sender, *message.to, *message.cc) if a})
     domains = sorted({address_domain(a) for a in addresses})
     companies: dict[int, CompanyRef] = {}
@@ -86,7 +90,7 @@ async def load_facts(session: AsyncSession, tenant: TenantRef, match: MatchInput
 
     hosts: set[str] = set()
     sender_domains: set[str] = set()
-    for kind, domain in await session.execute(
+    for kind, domain in await connection.execute(
         select(literal("host"), TenantHost.host).where(TenantHost.tenant_id == tenant.id)
         .union_all(select(literal("sender"), SenderDomain.domain)
                    .where(SenderDomain.tenant_id == tenant.id))
@@ -95,7 +99,7 @@ async def load_facts(session: AsyncSession, tenant: TenantRef, match: MatchInput
 
     contacts: dict[str, ContactRef] = {}
     for chunk in _chunks(addresses):
-        for contact_id, email, company_id, key in await session.execute(
+        for contact_id, email, company_id, key in await connection.execute(
             select(Contact.id, Contact.email, Contact.company_id, Company.key)
             .outerjoin(Company, Company.id == Contact.company_id)
             .where(Contact.tenant_id == tenant.id, Contact.email.in_(chunk))
@@ -105,7 +109,7 @@ async def load_facts(session: AsyncSession, tenant: TenantRef, match: MatchInput
 
     company_domains: dict[str, CompanyRef] = {}
     for chunk in _chunks(domains):
-        for domain, company_id, key in await session.execute(
+        for domain, company_id, key in await connection.execute(
             select(CompanyDomain.domain, Company.id, Company.key)
             .join(Company, Company.id == CompanyDomain.company_id)
             .where(CompanyDomain.tenant_id == tenant.id, CompanyDomain.domain.in_(chunk))
@@ -122,7 +126,7 @@ async def load_facts(session: AsyncSession, tenant: TenantRef, match: MatchInput
             .where(model.tenant_id == tenant.id, model.number.in_(number_chunk))
             for kind, model in ((RecordKind.LEAD, Lead), (RecordKind.PROJECT, Project))
         ]
-        for kind_name, record_id, number, company_id, key in await session.execute(
+        for kind_name, record_id, number, company_id, key in await connection.execute(
                 union_all(*queries)):
             kind = RecordKind(kind_name)
             records[kind][number] = RecordRef(kind, record_id, number, company_id)
@@ -161,20 +165,26 @@ async def insert_message_once(session: AsyncSession, values: dict[str, Any]) -> 
 async def add_history_entry(session: AsyncSession, *, tenant_id: int, message_id: int,
                             company_id: int | None, contact_id: int | None,
                             lead_id: int | None, project_id: int | None,
-                            participant_ids: Sequence[int], filed_by: str) -> HistoryEntry:
-    entry = HistoryEntry(tenant_id=tenant_id, inbound_message_id=message_id,
-                         company_id=company_id, contact_id=contact_id, lead_id=lead_id,
-                         project_id=project_id, filed_by=filed_by)
-    session.add(entry)
-    await session.flush()
-    session.add_all(HistoryParticipant(history_entry_id=entry.id, contact_id=contact_id_,
-                                       position=position)
-                    for position, contact_id_ in enumerate(dict.fromkeys(participant_ids)))
-    return entry
+                            participant_ids: Sequence[int], filed_by: str) -> int:
+    """Insert a history entry and its participants; returns the entry's id.
+
+    Core inserts, not the unit of work: this runs for every filed message.
+    """
+    entry_id: int = (await session.execute(
+        insert(HistoryEntry).values(
+            tenant_id=tenant_id, inbound_message_id=message_id, company_id=company_id,
+            contact_id=contact_id, lead_id=lead_id, project_id=project_id, filed_by=filed_by,
+            filed_at=utcnow())
+        .returning(HistoryEntry.id))).scalar_one()
+    participants = [{"history_entry_id": entry_id, "contact_id": contact, "position": position}
+                    for position, contact in enumerate(dict.fromkeys(participant_ids))]
+    if participants:
+        await session.execute(insert(HistoryParticipant), participants)
+    return entry_id
 
 
 async def file_decision(session: AsyncSession, tenant_id: int, message_id: int,
-                        decision: Filed, *, filed_by: str) -> HistoryEntry:
+                        decision: Filed, *, filed_by: str) -> int:
     """Write the history entry for a certain match."""
     is_lead = decision.record.kind is RecordKind.LEAD
     return await add_history_entry(
@@ -187,14 +197,15 @@ async def file_decision(session: AsyncSession, tenant_id: int, message_id: int,
 
 async def add_pending_match(session: AsyncSession, *, tenant: TenantRef, message_id: int,
                             reasons: Sequence[str],
-                            candidates: dict[str, list[Any]]) -> PendingMatch:
+                            candidates: dict[str, list[Any]]) -> int:
     """Queue a mail for a person; on PostgreSQL the main app hears of it at commit."""
-    pending = PendingMatch(tenant_id=tenant.id, inbound_message_id=message_id,
-                           reasons=list(reasons), candidates=candidates)
-    session.add(pending)
-    await session.flush()
+    pending_id: int = (await session.execute(
+        insert(PendingMatch).values(
+            tenant_id=tenant.id, inbound_message_id=message_id, reasons=list(reasons),
+            candidates=candidates, state=PendingState.WAITING, created_at=utcnow())
+        .returning(PendingMatch.id))).scalar_one()
     if session.get_bind().dialect.name == "postgresql":
         # NOTIFY is transactional: delivered on commit, never for a rolled-back insert.
-        payload = json.dumps({"tenant": tenant.slug, "id": pending.id})
+        payload = json.dumps({"tenant": tenant.slug, "id": pending_id})
         await session.execute(select(func.pg_notify(PENDING_CHANNEL, payload)))
-    return pending
+    return pending_id

@@ -193,11 +193,9 @@ class ReconciliationQueue:
                                     project=project,
                                     suggested_contacts=candidates.get("contacts", []),
                                     suggested_companies=candidates.get("companies", []))
-            if entry is None:
-                entry = await self._file(pending.inbound_message_id, placement, by,
-                                         candidates.get("contacts", []))
-            await self.session.flush()
-        return (await list_history(self.session, self.tenant.id, entry_id=entry.id))[0]
+            entry_id = await self._file(pending.inbound_message_id, placement, by,
+                                        candidates.get("contacts", []))
+        return (await list_history(self.session, self.tenant.id, entry_id=entry_id))[0]
 
     async def reject(self, pending_id: int, *, by: str,
                      reason: str | None = None) -> dict[str, Any]:
@@ -234,7 +232,7 @@ class ReconciliationQueue:
         await self._move(entry, placement, by)
 
     async def _file(self, message_row_id: int, placement: Placement, by: str,
-                    participants: Sequence[str]) -> HistoryEntry:
+                    participants: Sequence[str]) -> int:
         participant_ids = [c.id for c in await self.session.scalars(select(Contact).where(
             Contact.tenant_id == self.tenant.id, Contact.email.in_(list(participants))))]
         if placement.contact is not None:
