@@ -171,3 +171,36 @@ def test_hostile_headers_parse_without_exception(headers: list[tuple[bytes, byte
     parsed.subject.encode("utf-8")
     parsed.body.encode("utf-8")
     assert all("@" in a for a in (*parsed.to, *parsed.cc))
+
+
+def nested_multipart(depth: int) -> bytes:
+    opening = [b"--b%d\r\nContent-Type: multipart/mixed; boundary=b%d\r\n\r\n" % (i - 1, i)
+               for i in range(1, depth)]
+    closing = [b"--b%d--\r\n" % i for i in reversed(range(depth))]
+    return (b"From: alice@xyz.de\r\nSubject: deep Lead 11111\r\n"
+            b"Content-Type: multipart/mixed; boundary=b0\r\n\r\n" + b"".join(opening)
+            + b"--b%d\r\nContent-Type: text/plain\r\n\r\nhello\r\n" % (depth - 1)
+            + b"".join(closing))
+
+
+def test_ordinary_nesting_is_read_as_mime() -> None:
+    parsed = parse_message(nested_multipart(30))
+    assert parsed.body == "hello" and parsed.defects == ()
+
+
+def test_hostile_mime_nesting_is_read_as_text_not_a_crash() -> None:
+    parsed = parse_message(nested_multipart(20_000))
+    assert parsed.subject == "deep Lead 11111" and parsed.from_address == "alice@xyz.de"
+    assert parsed.body.startswith("--b0") and parsed.body.endswith("--b0--")
+    assert parsed.defects == ("MIME nesting too deep: body read as plain text",)
+
+
+def test_a_message_with_thousands_of_parts_lists_the_first_thousand_attachments() -> None:
+    parts = b"".join(b"--x\r\nContent-Type: application/octet-stream\r\nContent-Disposition: "
+                     b"attachment; filename=f%d.bin\r\n\r\nabc\r\n" % i for i in range(5000))
+    raw = (b"From: alice@xyz.de\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n"
+           b"--x\r\nContent-Type: text/plain\r\n\r\nSiehe Anhang\r\n" + parts + b"--x--\r\n")
+    parsed = parse_message(raw)
+    assert parsed.body == "Siehe Anhang"
+    assert len(parsed.attachments) == 1000
+    assert parsed.attachments[999].filename == "f999.bin"
