@@ -48,8 +48,8 @@ def normalize_address(address: str) -> str | None:
     they are case-sensitive, but no mail system in use treats them so).
     """
     parts = split_address(address)
-    if parts is None or len(address) > MAX_ADDRESS_LENGTH:
-        return None
+    if parts is None or len(address) > MAX_ADDRESS_LENGTH or not address.isprintable():
+        return None  # too long for any mail system, or control characters: not an address
     local, domain = parts
     if local.startswith('"') and local.endswith('"') and len(local) > 1:
         local = local[1:-1]
