@@ -106,24 +106,27 @@ async def ingest(sessions: async_sessionmaker[AsyncSession], *, raw: bytes,
     match = MatchInput(message, normalize_address(envelope_sender or "") or None,
                        subject_numbers(message.subject))
     received_at = utcnow()
-    results: list[tuple[TenantOutcome, float]] = []
+    results: list[TenantOutcome] = []
     try:
         async with writing(sessions) as session:
             tenants = await repositories.tenants_for_hosts(session, hosts_of(recipients,
                                                                              local_part))
             for tenant in dict.fromkeys(tenants.values()):
-                outcome = await _ingest_for_tenant(session, tenant, match, raw, recipients,
-                                                   received_at)
-                results.append((outcome, time.perf_counter() - started))
+                # Each tenant's copy names only its own crm addresses: that the mail also
+                # went to another tenant's CRM is that tenant's business.
+                own = [r for r in recipients
+                       if tenants.get(recipient_host(r, local_part) or "") == tenant]
+                results.append(await _ingest_for_tenant(session, tenant, match, raw, own,
+                                                        received_at))
     except STORAGE_ERRORS as exc:
         log.warning("storage_unavailable", message_id=message.message_id,
                     error=type(exc).__name__, duration_ms=_ms(started))
         raise StorageUnavailable(f"storing the message failed: {type(exc).__name__}") from exc
-    for outcome, _ in results:
+    for outcome in results:
         log.info("message", tenant=outcome.tenant, message_id=message.message_id,
                  outcome=outcome.outcome.value, reasons=list(outcome.reasons),
                  record=outcome.record, size=len(raw), duration_ms=_ms(started))
-    return IngestResult(message.message_id, tuple(o for o, _ in results))
+    return IngestResult(message.message_id, tuple(results))
 
 
 def _ms(started: float) -> float:

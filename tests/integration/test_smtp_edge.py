@@ -132,6 +132,10 @@ async def test_mail_for_two_tenants_is_judged_per_tenant(
     xyz, other = await history(sessions, "xyz"), await history(sessions, "other")
     assert len(xyz) == 2 and len(other) == 1
     assert other[0]["lead"] == 11111 and other[0]["direction"] == "inbound"
+    async with sessions() as session:  # neither copy tells of the other tenant
+        envelopes = sorted(tuple(m.envelope_recipients) for m in await session.scalars(
+            select(InboundMessage).where(InboundMessage.sender == "bob@acme.com")))
+    assert envelopes == [("crm@crm.other.example",), ("crm@xyz.hq.example",)]
 
     refused = factories.mail(sender="mallory@evil.example")
     assert (await smtp.send(refused, sender="mallory@evil.example", recipients=both)).code == 550
