@@ -1,12 +1,14 @@
-"""Fault injection: PostgreSQL stops (immediate) and restarts while mail is being delivered.
+"""Fault injection: PostgreSQL, or the daemon itself, stops and restarts mid-delivery.
 
 Starts a throwaway PostgreSQL cluster and `crm-mailer serve` on it, sends messages from
 several client threads that behave like a relaying MTA (a 4xx reply or a dropped
-connection means: try the same message again later), stops the database for a few
-seconds in the middle, then checks the promise: every message answered 250 is stored
+connection means: try the same message again later), stops the database (`--fault
+database`, pg_ctl -m immediate) or the daemon (`--fault daemon`, SIGTERM: it drains) for a
+few seconds in the middle, then checks the promise: every message answered 250 is stored
 exactly once. Prints the figures; exits 1 if a message was lost or doubled.
 
     .venv/bin/python bench/outage.py --messages 600 --concurrency 10 --down 3
+    .venv/bin/python bench/outage.py --fault daemon
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--down", type=float, default=3.0, help="seconds the database is down")
     parser.add_argument("--after", type=float, default=2.0, help="seconds before it goes down")
+    parser.add_argument("--fault", choices=("database", "daemon"), default="database")
     args = parser.parse_args()
 
     cluster = PgCluster()
@@ -51,8 +54,11 @@ def main() -> int:
         subprocess.run([*command, "db", "upgrade"], env=env, check=True, capture_output=True)
         subprocess.run([*command, "import", str(EXAMPLE)], env=env, check=True,
                        capture_output=True)
-        server = subprocess.Popen([*command, "serve", "--port", str(port)], env=env,
-                                  stderr=subprocess.DEVNULL)
+        def serve() -> subprocess.Popen[bytes]:
+            return subprocess.Popen([*command, "serve", "--port", str(port)], env=env,
+                                    stderr=subprocess.DEVNULL)
+
+        server = serve()
         time.sleep(2)
         payloads = [message(i, 2000) for i in range(args.messages)]
         counts = {"250": 0, "4xx": 0, "dropped": 0, "other": 0}
@@ -80,10 +86,18 @@ def main() -> int:
                 time.sleep(min(0.1 * (attempt + 1), 1.0))
 
         def outage() -> None:
+            nonlocal server
             time.sleep(args.after)
-            cluster.stop("immediate")
-            time.sleep(args.down)
-            cluster.start()
+            if args.fault == "database":
+                cluster.stop("immediate")
+                time.sleep(args.down)
+                cluster.start()
+            else:
+                assert server is not None
+                server.send_signal(signal.SIGTERM)
+                server.wait(timeout=60)
+                time.sleep(args.down)
+                server = serve()
 
         started = time.perf_counter()
         fault = threading.Thread(target=outage)
@@ -112,7 +126,7 @@ def main() -> int:
 
     lost = args.messages - distinct
     print(json.dumps({"messages": args.messages, "seconds": round(elapsed, 1),
-                      "database_down_seconds": args.down, "replies": counts,
+                      "fault": args.fault, "down_seconds": args.down, "replies": counts,
                       "stored": total, "lost": lost, "duplicates": total - distinct}, indent=2))
     return 0 if lost == 0 and total == distinct else 1
 
