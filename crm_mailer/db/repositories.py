@@ -7,9 +7,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import func, insert, literal, select, union_all
+from sqlalchemy import bindparam, func, insert, literal, select, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import BindParameter
 
 from crm_mailer.db.models import (
     Company,
@@ -58,17 +59,56 @@ class TenantRef:
     review: ReviewPolicy = ReviewPolicy.UNCERTAIN
 
 
+# The statements of the per-message path are built once: constructing and keying a
+# SQLAlchemy statement costs more than running it. Values come as bound parameters.
+_TENANT: BindParameter[int] = bindparam("tenant_id")
+_VALUES: BindParameter[Any] = bindparam("values", expanding=True)
+_TENANTS_FOR_HOSTS = (
+    select(TenantHost.host, Tenant.id, Tenant.slug, Tenant.review)
+    .join(Tenant, Tenant.id == TenantHost.tenant_id)
+    .where(TenantHost.host.in_(_VALUES))
+)
+_OWN_DOMAINS = (
+    select(literal("host"), TenantHost.host).where(TenantHost.tenant_id == _TENANT)
+    .union_all(select(literal("sender"), SenderDomain.domain)
+               .where(SenderDomain.tenant_id == _TENANT))
+)
+_CONTACTS = (
+    select(Contact.id, Contact.email, Contact.company_id, Company.key)
+    .outerjoin(Company, Company.id == Contact.company_id)
+    .where(Contact.tenant_id == _TENANT, Contact.email.in_(_VALUES))
+)
+_COMPANY_DOMAINS = (
+    select(CompanyDomain.domain, Company.id, Company.key)
+    .join(Company, Company.id == CompanyDomain.company_id)
+    .where(CompanyDomain.tenant_id == _TENANT, CompanyDomain.domain.in_(_VALUES))
+)
+_RECORDS = union_all(*(
+    select(literal(kind.value), model.id, model.number, model.company_id, Company.key)
+    .outerjoin(Company, Company.id == model.company_id)
+    .where(model.tenant_id == _TENANT, model.number.in_(_VALUES))
+    for kind, model in ((RecordKind.LEAD, Lead), (RecordKind.PROJECT, Project))
+))
+_INSERT_MESSAGE = {
+    dialect.__name__.rpartition(".")[2]: (
+        dialect.insert(InboundMessage)
+        .on_conflict_do_nothing(index_elements=["tenant_id", "message_id"])
+        .returning(InboundMessage.id))
+    for dialect in (postgresql, sqlite)
+}
+_INSERT_ENTRY = insert(HistoryEntry).returning(HistoryEntry.id)
+_INSERT_PARTICIPANT = insert(HistoryParticipant)
+_INSERT_PENDING = insert(PendingMatch).returning(PendingMatch.id)
+_NOTIFY = select(func.pg_notify(PENDING_CHANNEL, bindparam("payload")))
+
+
 async def tenants_for_hosts(session: AsyncSession, hosts: Iterable[str]) -> dict[str, TenantRef]:
     """Map each registered host among `hosts` to its tenant."""
     wanted = sorted(set(hosts))
     if not wanted:
         return {}
     connection = await session.connection()
-    rows = await connection.execute(
-        select(TenantHost.host, Tenant.id, Tenant.slug, Tenant.review)
-        .join(Tenant, Tenant.id == TenantHost.tenant_id)
-        .where(TenantHost.host.in_(wanted))
-    )
+    rows = await connection.execute(_TENANTS_FOR_HOSTS, {"values": wanted})
     return {host: TenantRef(tenant_id, slug, review) for host, tenant_id, slug, review in rows}
 
 
@@ -90,44 +130,28 @@ async def load_facts(session: AsyncSession, tenant: TenantRef, match: MatchInput
 
     hosts: set[str] = set()
     sender_domains: set[str] = set()
-    for kind, domain in await connection.execute(
-        select(literal("host"), TenantHost.host).where(TenantHost.tenant_id == tenant.id)
-        .union_all(select(literal("sender"), SenderDomain.domain)
-                   .where(SenderDomain.tenant_id == tenant.id))
-    ):
+    for kind, domain in await connection.execute(_OWN_DOMAINS, {"tenant_id": tenant.id}):
         (hosts if kind == "host" else sender_domains).add(domain)
 
     contacts: dict[str, ContactRef] = {}
     for chunk in _chunks(addresses):
         for contact_id, email, company_id, key in await connection.execute(
-            select(Contact.id, Contact.email, Contact.company_id, Company.key)
-            .outerjoin(Company, Company.id == Contact.company_id)
-            .where(Contact.tenant_id == tenant.id, Contact.email.in_(chunk))
-        ):
+                _CONTACTS, {"tenant_id": tenant.id, "values": list(chunk)}):
             contacts[email] = ContactRef(contact_id, email, company_id)
             company(company_id, key)
 
     company_domains: dict[str, CompanyRef] = {}
     for chunk in _chunks(domains):
         for domain, company_id, key in await connection.execute(
-            select(CompanyDomain.domain, Company.id, Company.key)
-            .join(Company, Company.id == CompanyDomain.company_id)
-            .where(CompanyDomain.tenant_id == tenant.id, CompanyDomain.domain.in_(chunk))
-        ):
+                _COMPANY_DOMAINS, {"tenant_id": tenant.id, "values": list(chunk)}):
             company(company_id, key)
             company_domains[domain] = companies[company_id]
 
     records: dict[RecordKind, dict[int, RecordRef]] = {RecordKind.LEAD: {},
                                                        RecordKind.PROJECT: {}}
     for number_chunk in _chunks(match.numbers):
-        queries = [
-            select(literal(kind.value), model.id, model.number, model.company_id, Company.key)
-            .outerjoin(Company, Company.id == model.company_id)
-            .where(model.tenant_id == tenant.id, model.number.in_(number_chunk))
-            for kind, model in ((RecordKind.LEAD, Lead), (RecordKind.PROJECT, Project))
-        ]
         for kind_name, record_id, number, company_id, key in await connection.execute(
-                union_all(*queries)):
+                _RECORDS, {"tenant_id": tenant.id, "values": list(number_chunk)}):
             kind = RecordKind(kind_name)
             records[kind][number] = RecordRef(kind, record_id, number, company_id)
             company(company_id, key)
@@ -151,15 +175,9 @@ async def insert_message_once(session: AsyncSession, values: dict[str, Any]) -> 
     The unique key decides, not a prior SELECT: two concurrent deliveries of one
     message cannot both get in.
     """
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = (
-        insert(InboundMessage)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["tenant_id", "message_id"])
-        .returning(InboundMessage.id)
-    )
-    return (await session.execute(statement)).scalar_one_or_none()
+    statement = _INSERT_MESSAGE[session.get_bind().dialect.name]
+    connection = await session.connection()
+    return (await connection.execute(statement, values)).scalar_one_or_none()
 
 
 async def add_history_entry(session: AsyncSession, *, tenant_id: int, message_id: int,
@@ -170,16 +188,15 @@ async def add_history_entry(session: AsyncSession, *, tenant_id: int, message_id
 
     Core inserts, not the unit of work: this runs for every filed message.
     """
-    entry_id: int = (await session.execute(
-        insert(HistoryEntry).values(
-            tenant_id=tenant_id, inbound_message_id=message_id, company_id=company_id,
-            contact_id=contact_id, lead_id=lead_id, project_id=project_id, filed_by=filed_by,
-            filed_at=utcnow())
-        .returning(HistoryEntry.id))).scalar_one()
+    connection = await session.connection()
+    entry_id: int = (await connection.execute(_INSERT_ENTRY, {
+        "tenant_id": tenant_id, "inbound_message_id": message_id, "company_id": company_id,
+        "contact_id": contact_id, "lead_id": lead_id, "project_id": project_id,
+        "filed_by": filed_by, "filed_at": utcnow()})).scalar_one()
     participants = [{"history_entry_id": entry_id, "contact_id": contact, "position": position}
                     for position, contact in enumerate(dict.fromkeys(participant_ids))]
     if participants:
-        await session.execute(insert(HistoryParticipant), participants)
+        await connection.execute(_INSERT_PARTICIPANT, participants)
     return entry_id
 
 
@@ -199,13 +216,13 @@ async def add_pending_match(session: AsyncSession, *, tenant: TenantRef, message
                             reasons: Sequence[str],
                             candidates: dict[str, list[Any]]) -> int:
     """Queue a mail for a person; on PostgreSQL the main app hears of it at commit."""
-    pending_id: int = (await session.execute(
-        insert(PendingMatch).values(
-            tenant_id=tenant.id, inbound_message_id=message_id, reasons=list(reasons),
-            candidates=candidates, state=PendingState.WAITING, created_at=utcnow())
-        .returning(PendingMatch.id))).scalar_one()
-    if session.get_bind().dialect.name == "postgresql":
+    connection = await session.connection()
+    pending_id: int = (await connection.execute(_INSERT_PENDING, {
+        "tenant_id": tenant.id, "inbound_message_id": message_id, "reasons": list(reasons),
+        "candidates": candidates, "state": PendingState.WAITING,
+        "created_at": utcnow()})).scalar_one()
+    if connection.dialect.name == "postgresql":
         # NOTIFY is transactional: delivered on commit, never for a rolled-back insert.
         payload = json.dumps({"tenant": tenant.slug, "id": pending_id})
-        await session.execute(select(func.pg_notify(PENDING_CHANNEL, payload)))
+        await connection.execute(_NOTIFY, {"payload": payload})
     return pending_id
