@@ -12,18 +12,41 @@ import datetime as dt
 import email.header
 import email.policy
 import email.utils
+import functools
 import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.errors import HeaderParseError
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser
 
 from crm_mailer.mail.addresses import normalize_address
 from crm_mailer.mail.html import html_to_text
 
-_POLICY = email.policy.default
+
+class _CachingHeaderRegistry(HeaderRegistry):
+    """policy.default's header registry, remembering what it parsed.
+
+    The stdlib parses a header anew on every access (Content-Type a dozen times per
+    message, inside the parser and get_body too): that was most of the parse time.
+    Header objects are immutable strings, so handing out the same one again is safe.
+    """
+
+    _MAX_VALUE = 2000  # long values are rare; keep the cache small
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._parse = functools.lru_cache(maxsize=4096)(super().__call__)
+
+    def __call__(self, name: str, value: str) -> BaseHeader:
+        if len(value) > self._MAX_VALUE:
+            return super().__call__(name, value)
+        return self._parse(name.lower(), value)
+
+
+_POLICY = email.policy.default.clone(header_factory=_CachingHeaderRegistry())
 # policy.default builds a header object on every access: ~0.5 ms per MIME part. Beyond
 # this many boundary lines (only hostile or machine-made mail has them) the structure is
 # read with compat32, ~20 times faster; headers are decoded by this module either way.
