@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from structlog.testing import capture_logs
 
+from crm_mailer.db.engine import _SQLITE_WRITE_LOCKS, _bind
 from crm_mailer.db.repositories import tenant_by_slug
 from crm_mailer.settings import Settings
 from crm_mailer.smtp.server import SmtpServer
@@ -69,3 +70,43 @@ async def test_shutdown_tells_idle_sessions_421_and_refuses_new_mail(
     assert code == 421
     with pytest.raises(OSError):
         await asyncio.to_thread(smtplib.SMTP, host, port, timeout=2)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_shutdown_lets_a_message_in_flight_finish_with_250(
+        example: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+    server = SmtpServer(settings, example)
+    host, port = await server.start()
+
+    def deliver() -> int:
+        client = smtplib.SMTP(host, port, timeout=30)
+        client.ehlo()
+        client.mail("alice@xyz.de")
+        client.rcpt("crm@xyz.hq.example")
+        code, _ = client.data(factories.mail(message_id="<drain@xyz.de>"))
+        client.close()  # the drain tells the now idle session 421 and closes it
+        return code
+
+    # Hold the database's write lock so the delivery is caught in the middle of DATA.
+    lock = writing_lock(example)
+    await lock.acquire()
+    delivery = asyncio.create_task(asyncio.to_thread(deliver))
+    for _ in range(1000):  # until the delivery is inside DATA (at most 10 s)
+        if server.handler.in_flight:
+            break
+        await asyncio.sleep(0.01)
+    stopping = asyncio.create_task(server.stop(grace=10))
+    await asyncio.sleep(0.2)
+    assert not stopping.done()  # it waits for the message in flight
+    lock.release()
+    code = await delivery
+    await stopping
+    assert code == 250
+    assert [e["message_id"] for e in await history(example)] == ["drain@xyz.de"]
+
+
+def writing_lock(sessions: async_sessionmaker[AsyncSession]) -> asyncio.Lock:
+    """The in-process SQLite write lock that `writing()` takes."""
+    engine = _bind(sessions)
+    assert engine is not None
+    return _SQLITE_WRITE_LOCKS.setdefault(engine, asyncio.Lock())
