@@ -68,10 +68,10 @@ class IngestResult:
         return any(o.outcome is not Outcome.REFUSED for o in self.outcomes)
 
 
-def hosts_of(recipients: Iterable[str], local_part: str) -> list[str]:
-    """The distinct tenant hosts the envelope recipients name, in order."""
-    found = (recipient_host(r, local_part) for r in recipients)
-    return list(dict.fromkeys(h for h in found if h))
+def hosts_of(recipients: Iterable[str], local_part: str) -> dict[str, str]:
+    """Each envelope recipient that names a possible tenant host, with that host."""
+    found = {r: recipient_host(r, local_part) for r in recipients}
+    return {recipient: host for recipient, host in found.items() if host}
 
 
 async def tenant_for_recipient(sessions: async_sessionmaker[AsyncSession], address: str,
@@ -109,13 +109,12 @@ async def ingest(sessions: async_sessionmaker[AsyncSession], *, raw: bytes,
     results: list[TenantOutcome] = []
     try:
         async with writing(sessions) as session:
-            tenants = await repositories.tenants_for_hosts(session, hosts_of(recipients,
-                                                                             local_part))
+            hosts = hosts_of(recipients, local_part)
+            tenants = await repositories.tenants_for_hosts(session, hosts.values())
             for tenant in dict.fromkeys(tenants.values()):
                 # Each tenant's copy names only its own crm addresses: that the mail also
                 # went to another tenant's CRM is that tenant's business.
-                own = [r for r in recipients
-                       if tenants.get(recipient_host(r, local_part) or "") == tenant]
+                own = [r for r, host in hosts.items() if tenants.get(host) == tenant]
                 results.append(await _ingest_for_tenant(session, tenant, match, raw, own,
                                                         received_at))
     except STORAGE_ERRORS as exc:

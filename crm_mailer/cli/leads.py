@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm_mailer.cli.output import print_rows
-from crm_mailer.cli.shared import Command, add_action, add_format, add_tenant
-from crm_mailer.db.engine import reading, session_factory, writing
+from crm_mailer.cli.shared import Command, add_action, add_format, add_tenant, scoped
 from crm_mailer.db.models import StatusKind
 from crm_mailer.errors import InvalidRequest
-from crm_mailer.leads import UNSET, LeadLibrary, LeadView, tenant_scope
+from crm_mailer.leads import UNSET, LeadLibrary, LeadView
 from crm_mailer.leads.pipeline_sums import pipeline_sums, render_chart
 from crm_mailer.leads.statuses import StatusLibrary, StatusView
 from crm_mailer.settings import Settings
@@ -123,14 +121,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     remove.add_argument("--replacement", metavar="STATUS")
 
 
-@asynccontextmanager
-async def _library(engine: AsyncEngine, slug: str, *,
-                   write: bool) -> AsyncIterator[LeadLibrary]:
-    sessions = session_factory(engine)
-    opened = writing(sessions) if write else reading(sessions)
-    session: AsyncSession
-    async with opened as session:
-        yield LeadLibrary(session, await tenant_scope(session, slug))
+def _library(engine: AsyncEngine, slug: str, *,
+             write: bool) -> AbstractAsyncContextManager[LeadLibrary]:
+    return scoped(LeadLibrary, engine, slug, write=write)
 
 
 def _print_leads(leads: list[LeadView], fmt: str) -> None:

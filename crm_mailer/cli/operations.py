@@ -7,8 +7,7 @@ import asyncio
 import datetime as dt
 import signal
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import structlog
@@ -16,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from crm_mailer.cli.output import cell, print_rows
-from crm_mailer.cli.shared import add_action, add_by
+from crm_mailer.cli.shared import add_action, add_by, scoped
 from crm_mailer.db import migrate, repositories
 from crm_mailer.db.engine import reading, session_factory, writing
 from crm_mailer.db.models import ReviewPolicy, Tenant, TenantHost
@@ -187,13 +186,9 @@ async def _pending_list(args: argparse.Namespace, settings: Settings, engine: As
     return 0
 
 
-@asynccontextmanager
-async def _queue(engine: AsyncEngine, slug: str, *,
-                 write: bool) -> AsyncIterator[ReconciliationQueue]:
-    sessions = session_factory(engine)
-    session: AsyncSession
-    async with (writing(sessions) if write else reading(sessions)) as session:
-        yield ReconciliationQueue(session, await tenant_scope(session, slug))
+def _queue(engine: AsyncEngine, slug: str, *,
+           write: bool) -> AbstractAsyncContextManager[ReconciliationQueue]:
+    return scoped(ReconciliationQueue, engine, slug, write=write)
 
 
 async def _pending_show(args: argparse.Namespace, settings: Settings, engine: AsyncEngine) -> int:

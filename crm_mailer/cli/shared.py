@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from crm_mailer.db.engine import reading, session_factory, writing
+from crm_mailer.leads.scope import TenantScope, tenant_scope
 from crm_mailer.settings import Settings
+
+Service = TypeVar("Service")
 
 Command = Callable[[argparse.Namespace, Settings, AsyncEngine], Awaitable[int]]
 
@@ -44,3 +49,14 @@ def add_action(actions: argparse._SubParsersAction[argparse.ArgumentParser], nam
         parser.add_argument(item, type=int, metavar=item.upper())
     parser.set_defaults(run=run, **defaults)
     return parser
+
+
+@asynccontextmanager
+async def scoped(service: Callable[[AsyncSession, TenantScope], Service], engine: AsyncEngine,
+                 slug: str, *, write: bool) -> AsyncIterator[Service]:
+    """A tenant's service (lead library, queue) on one session: a write transaction that
+    commits on leaving, or a read-only one."""
+    sessions = session_factory(engine)
+    session: AsyncSession
+    async with (writing(sessions) if write else reading(sessions)) as session:
+        yield service(session, await tenant_scope(session, slug))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from crm_mailer.db.models import Direction
 from crm_mailer.matching import company, contact, decide, number, sender
@@ -65,8 +65,4 @@ def run(match: MatchInput, facts: TenantFacts) -> MatchResult:
         if findings.direction is None:
             return MatchResult(findings, Refused(match.sender))
     decision, evidence = decide.decide(match, facts, findings)
-    return MatchResult(
-        Findings(findings.direction, findings.contacts, findings.company, findings.records,
-                 (*findings.evidence, evidence)),
-        decision,
-    )
+    return MatchResult(replace(findings, evidence=(*findings.evidence, evidence)), decision)
