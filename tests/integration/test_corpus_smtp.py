@@ -18,7 +18,8 @@ from tests.conftest import SmtpClient, load_directory
 from tests.corpus_files import CORPUS, as_relayed, corpus_files
 
 FILES = corpus_files()
-pytestmark = pytest.mark.skipif(not FILES, reason=f"no corpus at {CORPUS}")
+pytestmark = [pytest.mark.needs_corpus,
+              pytest.mark.skipif(not FILES, reason=f"no corpus at {CORPUS}")]
 
 
 def _valid(domain: str) -> bool:

@@ -10,7 +10,8 @@ from crm_mailer.mail.parse import parse_message
 from tests.corpus_files import CORPUS, corpus_files
 
 FILES = corpus_files()
-pytestmark = pytest.mark.skipif(not FILES, reason=f"no corpus at {CORPUS}")
+pytestmark = [pytest.mark.needs_corpus,
+              pytest.mark.skipif(not FILES, reason=f"no corpus at {CORPUS}")]
 
 
 @pytest.mark.parametrize("path", FILES, ids=[str(p.relative_to(CORPUS)) for p in FILES])
