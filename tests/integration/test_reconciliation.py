@@ -261,3 +261,15 @@ async def test_the_app_can_read_the_views(crm: async_sessionmaker[AsyncSession],
             "AND id > :last_seen"), {"slug": "xyz", "last_seen": 0})).scalars().all()
     assert [tuple(row) for row in filed] == [("xyz", "acme", "bob@acme.com", 11111, None)]
     assert waiting == [item["id"]]
+
+
+async def test_waiting_mail_is_listed_newest_first_a_page_at_a_time(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    ids = [(await queued(smtp, crm, subject=f"ohne Nummer {i}"))["id"] for i in range(5)]
+    async with crm() as session:
+        queue = ReconciliationQueue(session, await tenant_scope(session, "xyz"))
+        first = await queue.list_pending(limit=2)
+        second = await queue.list_pending(limit=2, offset=2)
+        rest = await queue.list_pending(limit=2, offset=4)
+    assert [i["id"] for i in (*first, *second, *rest)] == sorted(ids, reverse=True)
+    assert [i["subject"] for i in first] == ["ohne Nummer 4", "ohne Nummer 3"]
