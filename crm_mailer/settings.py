@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -41,6 +42,25 @@ class Settings:
     log_format: str = "auto"
     shutdown_timeout: float = 30.0
     pending_max_age_days: int = 30
+    # Limits on what one client may send (issue 7): each has a named reply at the edge.
+    max_header_size: int = 262_144
+    max_headers: int = 1000
+    max_addresses_per_header: int = 1000
+    max_mime_depth: int = 50
+    max_mime_parts: int = 1000
+    max_connections: int = 200
+    max_connections_per_client: int = 20
+    max_concurrent_messages: int = 8
+    command_timeout: float = 300.0
+    data_timeout: float = 600.0
+    processing_timeout: float = 30.0
+    # Access: who may connect, and TLS.
+    trusted_networks: tuple[str, ...] = ()
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    require_tls: bool = False
+    # Sender proof: authserv-ids whose Authentication-Results are believed (the tenants' MX).
+    trusted_authserv_ids: tuple[str, ...] = ()
 
     @property
     def effective_database_url(self) -> str:
@@ -66,7 +86,18 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
     "max_message_size": (1024, 2**31 - 1),
     "max_line_length": (1001, 2**31 - 1),
     "pending_max_age_days": (1, 36500),
+    "max_header_size": (1024, 2**31 - 1),
+    "max_headers": (10, 1_000_000),
+    "max_addresses_per_header": (1, 1_000_000),
+    "max_mime_depth": (1, 1000),
+    "max_mime_parts": (1, 1_000_000),
+    "max_connections": (1, 1_000_000),
+    "max_connections_per_client": (1, 1_000_000),
+    "max_concurrent_messages": (1, 10_000),
 }
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
 
 
 def _coerce(key: str, raw: Any, type_name: str, from_env: bool) -> Any:
@@ -81,6 +112,18 @@ def _coerce(key: str, raw: Any, type_name: str, from_env: bool) -> Any:
             if not low <= number <= high:
                 raise ConfigError(f"{where}: must be between {low} and {high}, not {raw!r}")
             return number
+        if type_name == "bool":
+            if isinstance(raw, bool):
+                return raw
+            if from_env and str(raw).strip().lower() in (*_TRUE, *_FALSE):
+                return str(raw).strip().lower() in _TRUE
+            raise ValueError
+        if type_name == "tuple[str, ...]":
+            # TOML: an array of strings; environment: a comma-separated list.
+            items = str(raw).split(",") if from_env else raw
+            if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+                raise ValueError
+            return tuple(item.strip() for item in items if item.strip())
         if type_name == "float":
             if isinstance(raw, bool) or not (from_env or isinstance(raw, int | float)):
                 raise ValueError
@@ -131,4 +174,22 @@ def load_settings(path: str | os.PathLike[str] | None = None,
         if env_name in env:
             values[key] = _coerce(key, env[env_name], str(spec.type), from_env=True)
     values.setdefault("state_dir", default_state_dir(env))
-    return Settings(**values)
+    return _checked(Settings(**values))
+
+
+def _checked(settings: Settings) -> Settings:
+    """Checks that span keys or need parsing beyond the type: one line naming the key."""
+    for network in settings.trusted_networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError(f"config key 'trusted_networks': {network!r} is not a network "
+                              "(CIDR, e.g. 192.0.2.0/24)") from None
+    if bool(settings.tls_cert_file) != bool(settings.tls_key_file):
+        raise ConfigError("config keys 'tls_cert_file' and 'tls_key_file': set both or neither")
+    if settings.require_tls and not settings.tls_cert_file:
+        raise ConfigError("config key 'require_tls': needs 'tls_cert_file' and 'tls_key_file'")
+    for key in ("command_timeout", "data_timeout", "processing_timeout"):
+        if getattr(settings, key) <= 0:
+            raise ConfigError(f"config key '{key}': must be more than 0 seconds")
+    return settings
