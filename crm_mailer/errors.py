@@ -36,3 +36,19 @@ class InvalidRequest(CrmMailerError):
 
 class Conflict(CrmMailerError):
     """The request conflicts with the current state; nothing was changed."""
+
+
+class MessageRefused(CrmMailerError):
+    """The message is refused for good; the text says why and goes to the client."""
+
+
+class MessageTooLarge(MessageRefused):
+    """The message exceeds a size limit."""
+
+
+class MessageMalformed(MessageRefused):
+    """The message's structure exceeds a limit or cannot be read safely."""
+
+
+class SenderNotProven(MessageRefused):
+    """The sender is not proven as the tenant's policy requires."""

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from email.errors import HeaderParseError
 from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage, Message
-from email.parser import BytesHeaderParser
 
-from crm_mailer.mail.addresses import normalize_address
+from crm_mailer.errors import MessageMalformed, SenderNotProven
+from crm_mailer.mail.addresses import element_addresses, normalize_address, split_address_list
+from crm_mailer.mail.header_block import HeaderBlock, read_header_block
 from crm_mailer.mail.html import html_to_text
 
 
@@ -52,18 +53,23 @@ _POLICY = email.policy.default.clone(header_factory=_CachingHeaderRegistry())
 # read with compat32, ~20 times faster; headers are decoded by this module either way.
 _MAX_BOUNDARY_LINES = 500
 _MAX_ATTACHMENTS = 1000
-# The stdlib checks every line against every open boundary, so deep nesting costs
-# depth squared; real mail nests a few levels, forwards of forwards a few dozen.
-_MAX_BOUNDARIES = 200
 _BOUNDARY_PARAM = re.compile(rb"boundary\s*=", re.IGNORECASE)
+_MIME_MARK = re.compile(
+    rb'boundary\s*=\s*(?:"([^"\r\n]{1,200})"|([^\s;"]{1,200}))'
+    rb"|^--([^\r\n]{1,200}?)(--)?[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
+_DELIMITER = re.compile(rb"^--([^\r\n]{1,200}?)(?:--)?[ \t]*\r?$", re.MULTILINE)
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
+_FOLD_BYTES = re.compile(rb"\r?\n(?=[ \t])")
 _LINEBREAK = re.compile(r"[\r\n]+")
 _TRACE_HEADER = re.compile(rb"^(received|return-path|delivered-to|x-original-to):", re.IGNORECASE)
-_ANGLE_ID = re.compile(r"<([^<>\s]+)>")
+_ANGLE_ID_BYTES = re.compile(rb"<([^<>]+)>")
 _SURROGATE = re.compile("[\udc80-\udcff]")  # bytes the ASCII codec could not read
 _MAX_MESSAGE_ID = 255
 _FALLBACK_CHARSETS = ("utf-8", "cp1252", "latin-1")
 DERIVED_ID_DOMAIN = "derived.crm-mailer.invalid"
+ESCAPED_ID_DOMAIN = "escaped.crm-mailer.invalid"
+LONG_ID_DOMAIN = "long-id.crm-mailer.invalid"
+_RESERVED_SUFFIX = ".crm-mailer.invalid"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +95,22 @@ class ParsedMessage:
     body: str
     attachments: tuple[Attachment, ...] = ()
     defects: tuple[str, ...] = field(default=())
+    from_addresses: tuple[str, ...] = ()  # every From address; from_address only if one
+    from_fields: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one message may hold; past a limit it is refused with a reply naming it."""
+
+    max_header_size: int = 262_144
+    max_headers: int = 1000
+    max_addresses_per_header: int = 1000
+    max_mime_depth: int = 50
+    max_mime_parts: int = 1000
+
+
+DEFAULT_LIMITS = Limits()
 
 
 def decode_bytes(data: bytes, declared: str | None = None) -> str:
@@ -124,6 +146,22 @@ def _raw_header_bytes(msg: Message, name: str) -> bytes | None:
     return None
 
 
+def unfold(value: bytes) -> bytes:
+    """A raw header value on one line: folds removed, as RFC 5322 unfolds, then trimmed."""
+    return _FOLD_BYTES.sub(b"", value).strip()
+
+
+def header_block(raw: bytes, limits: Limits = DEFAULT_LIMITS, *,
+                 smtp: bool = False) -> HeaderBlock:
+    """The top-level header block within the limits; raises MessageRefused past one.
+
+    `smtp`: the bytes came over SMTP, where only CRLF ends a line.
+    """
+    return read_header_block(raw, max_size=limits.max_header_size,
+                             max_fields=limits.max_headers,
+                             line_ending=b"\r\n" if smtp else None)
+
+
 def decode_header_text(raw: bytes) -> str:
     """Decode an unstructured header (RFC 2047 words and raw 8-bit text) to a str."""
     # Latin-1 maps bytes 1:1 to code points, so decode_header hands the raw bytes back intact.
@@ -138,39 +176,76 @@ def decode_header_text(raw: bytes) -> str:
     return clean_text("".join(parts))
 
 
-def _addresses(msg: Message, name: str, defects: list[str]) -> tuple[str, ...]:
-    """Normalized addresses of an address header, in order, without duplicates."""
-    raw = _raw_header_bytes(msg, name)
-    if raw is None:
-        return ()
-    text = decode_bytes(raw)
-    found: list[str] = []
-    try:
-        header = _POLICY.header_factory(name, text)
-        specs = [addr.addr_spec for addr in getattr(header, "addresses", ())]
-    except Exception:  # the stdlib parser has crashed on hostile headers before
-        defects.append(f"{name}: unparseable, read leniently")
-        specs = [spec for _, spec in email.utils.getaddresses([text])]
-    for spec in specs:
-        normalized = normalize_address(spec)
-        if normalized and normalized not in found:
-            found.append(normalized)
+def header_addresses(block: HeaderBlock, name: str, limits: Limits = DEFAULT_LIMITS,
+                     ) -> tuple[str, ...]:
+    """Normalized addresses of every `name` field, in order, without duplicates."""
+    found: dict[str, None] = {}
+    count = 0
+    for value in block.values(name):
+        elements = split_address_list(decode_bytes(unfold(value)))
+        count += len(elements)
+        if count > limits.max_addresses_per_header:
+            raise MessageMalformed(
+                f"{name.title()} header holds more than {limits.max_addresses_per_header} "
+                "addresses (max_addresses_per_header)")
+        for element in elements:
+            for spec in element_addresses(element):
+                if (address := normalize_address(spec)) is not None:
+                    found.setdefault(address)
     return tuple(found)
 
 
-def _message_id(msg: Message, raw_message: bytes) -> tuple[str, bool]:
-    """The Message-ID without angle brackets, or one derived from the bytes (then True)."""
-    raw = _raw_header_bytes(msg, "message-id")
-    if raw is not None:
-        text = raw.decode("ascii", "replace")
-        match = _ANGLE_ID.search(text)
-        candidate = match.group(1) if match else "".join(text.split()).strip("<>")
-        candidate = "".join(ch for ch in candidate if ch.isprintable())
-        if candidate:
-            if len(candidate) > _MAX_MESSAGE_ID:
-                digest = hashlib.sha256(candidate.encode()).hexdigest()
-                return f"{digest}@long-id.crm-mailer.invalid", False
-            return candidate, False
+def sender_claim(block: HeaderBlock, limits: Limits = DEFAULT_LIMITS) -> str | None:
+    """The one From address, None when there is none; refused when it is ambiguous.
+
+    A mail client shows one author; with two From fields, or two addresses in one,
+    which one it shows is the client's guess, so no claim is read from it.
+    """
+    fields = block.values("from")
+    if len(fields) > 1:
+        raise SenderNotProven(f"Message has {len(fields)} From header fields; "
+                              "the sender is ambiguous")
+    addresses = header_addresses(block, "from", limits)
+    if len(addresses) > 1:
+        raise SenderNotProven(f"From header holds {len(addresses)} addresses; "
+                              "the sender is ambiguous")
+    return addresses[0] if addresses else None
+
+
+def message_id_key(value: bytes) -> str:
+    """The Message-ID as stored: exact, so two IDs that differ in any byte stay two.
+
+    The ID is what stands between the angle brackets (else the whole trimmed value).
+    Valid UTF-8 (RFC 6532) without control characters is kept as it is; anything else
+    is percent-escaped byte by byte under a reserved domain, as is an ID that already
+    ends in a reserved domain, so no two inputs share a key. Longer than 255
+    characters: a SHA-256 of the bytes.
+    """
+    match = _ANGLE_ID_BYTES.search(value)
+    exact = match.group(1) if match else value.strip(b" \t<>")
+    try:
+        text = exact.decode("utf-8")
+    except UnicodeDecodeError:
+        text = ""
+    if not text or not text.isprintable() or text.endswith(_RESERVED_SUFFIX):
+        text = f"{_escape(exact)}@{ESCAPED_ID_DOMAIN}"
+    if len(text) > _MAX_MESSAGE_ID:
+        return f"{hashlib.sha256(exact).hexdigest()}@{LONG_ID_DOMAIN}"
+    return text
+
+
+def _escape(data: bytes) -> str:
+    return "".join(chr(byte) if 0x21 <= byte <= 0x7E and byte != 0x25 else f"%{byte:02X}"
+                   for byte in data)
+
+
+def message_key(block: HeaderBlock | None, raw_message: bytes) -> tuple[str, bool]:
+    """The Message-ID key, or one derived from the bytes (then True)."""
+    value = block.first("message-id") if block is not None else None
+    if value is not None:
+        value = unfold(value)
+        if value.strip(b" \t<>"):
+            return message_id_key(value), False
     return derive_message_id(raw_message), True
 
 
@@ -189,13 +264,12 @@ def derive_message_id(raw_message: bytes) -> str:
     return f"{hashlib.sha256(content).hexdigest()[:40]}@{DERIVED_ID_DOMAIN}"
 
 
-def _sent_at(msg: Message) -> dt.datetime | None:
+def _sent_at(raw: bytes | None) -> dt.datetime | None:
     """The Date header as an aware datetime; None if absent or unreadable."""
-    raw = _raw_header_bytes(msg, "date")
     if raw is None:
         return None
     try:
-        value = email.utils.parsedate_to_datetime(raw.decode("ascii", "replace"))
+        value = email.utils.parsedate_to_datetime(unfold(raw)[:200].decode("ascii", "replace"))
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if value.tzinfo is None:  # "-0000": the time is UTC, the zone unknown
@@ -332,47 +406,99 @@ def _payload_size(part: Message) -> int:
         return 0
 
 
-def _structure(raw: bytes, defects: list[str]) -> Message:
-    """The parsed message; its headers alone, with the body as text, if MIME is too deep."""
+def _nesting_estimate(raw: bytes, ceiling: int) -> int:
+    """How deep multiparts nest, from one linear scan; stops counting past `ceiling`.
+
+    A boundary counts once it is declared (`boundary=`) and also used as a delimiter
+    line; a closing delimiter ends every level opened after its own. This bounds the
+    standard library's parser, which tests each line against every open boundary.
+    """
+    used = {m.group(1) for m in _DELIMITER.finditer(raw)}
+    stack: list[bytes] = []
+    for mark in _MIME_MARK.finditer(raw):
+        declared = mark.group(1) or mark.group(2)
+        if declared is not None:
+            if declared in used:
+                stack.append(declared)
+                if len(stack) > ceiling:
+                    break
+            continue
+        delimiter = mark.group(3)
+        if delimiter in stack:
+            level = len(stack) - 1 - stack[::-1].index(delimiter)
+            del stack[level + (0 if mark.group(4) else 1):]
+    return len(stack)
+
+
+def _shape(msg: Message) -> tuple[int, int]:
+    """(deepest nesting, number of parts) of a parsed message, without recursion."""
+    deepest = parts = 0
+    todo: list[tuple[Message, int]] = [(msg, 0)]
+    while todo:
+        part, depth = todo.pop()
+        parts += 1
+        deepest = max(deepest, depth)
+        payload = part.get_payload() if part.is_multipart() else None
+        if isinstance(payload, list):
+            todo.extend((sub, depth + 1) for sub in payload if isinstance(sub, Message))
+    return deepest, parts
+
+
+def _structure(raw: bytes, limits: Limits) -> Message:
+    """The parsed MIME tree; refused when it nests deeper or has more parts than allowed."""
+    too_deep = MessageMalformed(f"MIME parts nest deeper than {limits.max_mime_depth} levels "
+                                "(max_mime_depth)")
+    declarations = len(_BOUNDARY_PARAM.findall(raw))
+    if declarations > limits.max_mime_depth and \
+            _nesting_estimate(raw, limits.max_mime_depth) > limits.max_mime_depth:
+        raise too_deep
     policy = _POLICY if raw.count(b"\n--") <= _MAX_BOUNDARY_LINES else email.policy.compat32
-    if len(_BOUNDARY_PARAM.findall(raw, 0, len(raw))) <= _MAX_BOUNDARIES:
-        try:
-            return email.message_from_bytes(raw, _class=EmailMessage, policy=policy)
-        except RecursionError:
-            pass
-    defects.append("MIME nesting too deep: body read as plain text")
-    msg = BytesHeaderParser(_class=EmailMessage, policy=email.policy.compat32).parsebytes(raw)
-    del msg["Content-Type"], msg["Content-Transfer-Encoding"]
+    try:
+        msg = email.message_from_bytes(raw, _class=EmailMessage, policy=policy)
+        depth, parts = _shape(msg)
+    except RecursionError:
+        raise too_deep from None
+    if depth > limits.max_mime_depth:
+        raise too_deep
+    if parts > limits.max_mime_parts:
+        raise MessageMalformed(f"Message has more than {limits.max_mime_parts} MIME parts "
+                               "(max_mime_parts)")
     return msg
 
 
-def _content(msg: Message, defects: list[str]) -> tuple[str, tuple[Attachment, ...]]:
-    try:
-        body_part = _body_part(msg)
-        return _body(body_part), _attachments(msg, body_part)
-    except RecursionError:
-        defects.append("MIME nesting too deep: no body or attachments read")
-        return "", ()
+def _content(msg: Message) -> tuple[str, tuple[Attachment, ...]]:
+    body_part = _body_part(msg)
+    return _body(body_part), _attachments(msg, body_part)
 
 
-def parse_message(raw: bytes) -> ParsedMessage:
-    """Parse raw message bytes; never raises for any input."""
-    defects: list[str] = []
-    msg = _structure(raw, defects)
-    defects += [type(defect).__name__ for defect in getattr(msg, "defects", [])]
-    from_addresses = _addresses(msg, "from", defects)
-    subject_raw = _raw_header_bytes(msg, "subject")
-    message_id, derived = _message_id(msg, raw)
-    body, attachments = _content(msg, defects)
+def _first_text(block: HeaderBlock, name: str) -> str:
+    value = block.first(name)
+    return decode_header_text(unfold(value)) if value is not None else ""
+
+
+def parse_message(raw: bytes, limits: Limits = DEFAULT_LIMITS,
+                  block: HeaderBlock | None = None) -> ParsedMessage:
+    """Parse raw message bytes; raises only MessageRefused, for input past a limit.
+
+    `block` is the header block when the caller has read it already.
+    """
+    if block is None:
+        block = header_block(raw, limits)
+    from_addresses = header_addresses(block, "from", limits)
+    message_id, derived = message_key(block, raw)
+    msg = _structure(block.message_for_parser(raw), limits)
+    body, attachments = _content(msg)
     return ParsedMessage(
         message_id=message_id,
         message_id_derived=derived,
-        subject=decode_header_text(subject_raw) if subject_raw is not None else "",
-        from_address=from_addresses[0] if from_addresses else None,
-        to=_addresses(msg, "to", defects),
-        cc=_addresses(msg, "cc", defects),
-        sent_at=_sent_at(msg),
+        subject=_first_text(block, "subject"),
+        from_address=from_addresses[0] if len(from_addresses) == 1 else None,
+        from_addresses=from_addresses,
+        from_fields=len(block.values("from")),
+        to=header_addresses(block, "to", limits),
+        cc=header_addresses(block, "cc", limits),
+        sent_at=_sent_at(block.first("date")),
         body=body,
         attachments=attachments,
-        defects=tuple(defects),
+        defects=tuple(type(defect).__name__ for defect in msg.defects),
     )

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 NAME = "number"
 DESCRIPTION = "lead or project by an all-digit token in the subject"
 
-_ASCII_DIGITS = re.compile(r"[0-9]+", re.ASCII)
+# At most 19 digits: a BIGINT holds no more, and int() refuses 4,300 and more by default.
+_ASCII_DIGITS = re.compile(r"[0-9]{1,19}", re.ASCII)
 MAX_NUMBER = 2**63 - 1  # a BIGINT; longer digit runs cannot be a lead or project number
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crm_mailer.mail.parse import DERIVED_ID_DOMAIN, derive_message_id, parse_message
+from crm_mailer.errors import MessageMalformed, MessageRefused
+from crm_mailer.mail.parse import DERIVED_ID_DOMAIN, Limits, derive_message_id, parse_message
 
 
 def msg(headers: bytes, body: bytes = b"Hallo\r\n") -> bytes:
@@ -150,7 +153,11 @@ def test_nul_characters_never_reach_the_text() -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=3000))
 def test_any_bytes_parse_without_exception_into_clean_text(raw: bytes) -> None:
-    parsed = parse_message(raw)
+    try:
+        parsed = parse_message(raw)
+    except MessageRefused as refused:  # a limit, named: the one exception allowed
+        assert "(max_" in str(refused) or "bare CR or LF" in str(refused)
+        return
     for text in (parsed.subject, parsed.body, parsed.message_id):
         assert "\x00" not in text
         text.encode("utf-8")  # no lone surrogates
@@ -167,7 +174,11 @@ def test_hostile_headers_parse_without_exception(headers: list[tuple[bytes, byte
                                                  body: bytes) -> None:
     raw = b"".join(name + b": " + value.replace(b"\n", b" ") + b"\r\n"
                    for name, value in headers) + b"\r\n" + body
-    parsed = parse_message(raw)
+    try:
+        parsed = parse_message(raw)
+    except MessageRefused as refused:
+        assert "(max_" in str(refused) or "bare CR or LF" in str(refused)
+        return
     parsed.subject.encode("utf-8")
     parsed.body.encode("utf-8")
     assert all("@" in a and a.isprintable() for a in (*parsed.to, *parsed.cc))
@@ -188,19 +199,40 @@ def test_ordinary_nesting_is_read_as_mime() -> None:
     assert parsed.body == "hello" and parsed.defects == ()
 
 
-def test_hostile_mime_nesting_is_read_as_text_not_a_crash() -> None:
-    parsed = parse_message(nested_multipart(20_000))
-    assert parsed.subject == "deep Lead 11111" and parsed.from_address == "alice@xyz.de"
-    assert parsed.body.startswith("--b0") and parsed.body.endswith("--b0--")
-    assert parsed.defects == ("MIME nesting too deep: body read as plain text",)
+def test_hostile_mime_nesting_is_refused_naming_the_limit_fast() -> None:
+    started = time.perf_counter()
+    with pytest.raises(MessageMalformed, match=r"deeper than 50 levels \(max_mime_depth\)"):
+        parse_message(nested_multipart(20_000))
+    assert time.perf_counter() - started < 2
 
 
-def test_a_message_with_thousands_of_parts_lists_the_first_thousand_attachments() -> None:
-    parts = b"".join(b"--x\r\nContent-Type: application/octet-stream\r\nContent-Disposition: "
-                     b"attachment; filename=f%d.bin\r\n\r\nabc\r\n" % i for i in range(5000))
+def test_nesting_just_past_the_configured_depth_is_refused() -> None:
+    parse_message(nested_multipart(9), Limits(max_mime_depth=9))
+    with pytest.raises(MessageMalformed, match="max_mime_depth"):
+        parse_message(nested_multipart(10), Limits(max_mime_depth=9))
+
+
+def test_boundary_words_in_a_text_part_do_not_count_as_nesting() -> None:
+    text = b"".join(b"boundary=q%d\r\n" % i for i in range(200))
     raw = (b"From: alice@xyz.de\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n"
-           b"--x\r\nContent-Type: text/plain\r\n\r\nSiehe Anhang\r\n" + parts + b"--x--\r\n")
-    parsed = parse_message(raw)
+           b"--x\r\nContent-Type: text/plain\r\n\r\n" + text + b"--x--\r\n")
+    assert parse_message(raw).body.startswith("boundary=q0")
+
+
+def many_parts(count: int) -> bytes:
+    parts = b"".join(b"--x\r\nContent-Type: application/octet-stream\r\nContent-Disposition: "
+                     b"attachment; filename=f%d.bin\r\n\r\nabc\r\n" % i for i in range(count))
+    return (b"From: alice@xyz.de\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n"
+            b"--x\r\nContent-Type: text/plain\r\n\r\nSiehe Anhang\r\n" + parts + b"--x--\r\n")
+
+
+def test_a_message_within_the_part_limit_lists_every_attachment() -> None:
+    parsed = parse_message(many_parts(998))  # + the container and the text part
     assert parsed.body == "Siehe Anhang"
-    assert len(parsed.attachments) == 1000
-    assert parsed.attachments[999].filename == "f999.bin"
+    assert len(parsed.attachments) == 998
+    assert parsed.attachments[997].filename == "f997.bin"
+
+
+def test_a_message_with_thousands_of_parts_is_refused_naming_the_limit() -> None:
+    with pytest.raises(MessageMalformed, match=r"more than 1000 MIME parts \(max_mime_parts\)"):
+        parse_message(many_parts(5000))
