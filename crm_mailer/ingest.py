@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from enum import StrEnum
+from typing import TypeVar
 
 import structlog
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -17,21 +18,31 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from crm_mailer.db import repositories
 from crm_mailer.db.engine import reading, writing
 from crm_mailer.db.models import ReviewPolicy, utcnow
-from crm_mailer.errors import StorageUnavailable
+from crm_mailer.errors import CrmMailerError, MessageRefused, StorageUnavailable
 from crm_mailer.mail.addresses import normalize_address
-from crm_mailer.mail.parse import ParsedMessage, parse_message
+from crm_mailer.mail.parse import (
+    DEFAULT_LIMITS,
+    Limits,
+    header_block,
+    message_key,
+    parse_message,
+    sender_claim,
+)
 from crm_mailer.matching import pipeline
 from crm_mailer.matching.decide import Filed, Queued, Reason, candidates
 from crm_mailer.matching.facts import MatchInput
 from crm_mailer.matching.number import subject_numbers
 from crm_mailer.matching.tenant import recipient_host
+from crm_mailer.settings import Settings
 
 log = structlog.get_logger("crm_mailer.ingest")
 
 FILED_BY = "crm-mailer"
 
-# Parsing a large message takes tens of milliseconds: do it off the event loop.
-_PARSE_IN_THREAD_BYTES = 256 * 1024
+# Reading a large message takes milliseconds or more: do it off the event loop.
+_PARSE_IN_THREAD_BYTES = 64 * 1024
+_MAX_ERROR = 2000
+T = TypeVar("T")
 
 # Driver and pool failures that mean "the database is not there right now", not a bug.
 STORAGE_ERRORS: tuple[type[BaseException], ...] = (
@@ -45,6 +56,31 @@ class Outcome(StrEnum):
     QUEUED = "queued"
     DUPLICATE = "duplicate"
     REFUSED = "refused"
+    UNPROCESSABLE = "unprocessable"
+
+
+class ProcessingTimeout(CrmMailerError):
+    """Reading the message took longer than processing_timeout."""
+
+
+@dataclass(frozen=True, slots=True)
+class IngestConfig:
+    """What ingestion needs from the configuration, and the DNS it may ask."""
+
+    local_part: str = "crm"
+    limits: Limits = DEFAULT_LIMITS
+    processing_timeout: float = 30.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> IngestConfig:
+        return cls(
+            local_part=settings.local_part,
+            limits=Limits(max_header_size=settings.max_header_size,
+                          max_headers=settings.max_headers,
+                          max_addresses_per_header=settings.max_addresses_per_header,
+                          max_mime_depth=settings.max_mime_depth,
+                          max_mime_parts=settings.max_mime_parts),
+            processing_timeout=settings.processing_timeout)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,29 +123,78 @@ async def tenant_for_recipient(sessions: async_sessionmaker[AsyncSession], addre
         raise StorageUnavailable(f"cannot look up recipient host: {type(exc).__name__}") from exc
 
 
-async def parse(raw: bytes) -> ParsedMessage:
-    if len(raw) > _PARSE_IN_THREAD_BYTES:
-        return await asyncio.to_thread(parse_message, raw)
-    return parse_message(raw)
+async def directory_is_empty(sessions: async_sessionmaker[AsyncSession]) -> bool:
+    """True while no tenant is registered at all (nothing imported yet, or a wrong database)."""
+    try:
+        async with reading(sessions) as session:
+            return not await repositories.any_tenant(session)
+    except STORAGE_ERRORS as exc:
+        raise StorageUnavailable(f"cannot read the directory: {type(exc).__name__}") from exc
+
+
+async def _off_loop(raw: bytes, function: Callable[[], T], budget: float) -> T:
+    """Run CPU work on the loop when the message is small, else in a thread with a budget.
+
+    The budget bounds the wait, not the thread: the input limits keep the work linear.
+    """
+    if len(raw) <= _PARSE_IN_THREAD_BYTES:
+        return function()
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(function), budget)
+    except TimeoutError:
+        raise ProcessingTimeout(f"reading the message took longer than {budget:g} s "
+                                "(processing_timeout)") from None
 
 
 async def ingest(sessions: async_sessionmaker[AsyncSession], *, raw: bytes,
                  envelope_sender: str | None, recipients: Sequence[str],
-                 local_part: str) -> IngestResult:
-    """Parse, match and store one message for every tenant it was addressed to.
+                 config: IngestConfig = IngestConfig()) -> IngestResult:
+    """Read, match and store one message for every tenant it was addressed to.
 
-    Returns only after the transaction committed; raises StorageUnavailable when the
-    database failed, in which case nothing was stored and the sender should retry.
+    Returns only after the transaction committed. Raises StorageUnavailable when the
+    database failed (nothing stored; retry) and MessageRefused for input past a limit
+    (nothing stored; do not retry). Any other failure keeps the raw message as
+    unprocessable for its tenants, so that no relay retries forever and nothing is lost.
     """
     started = time.perf_counter()
-    message = await parse(raw)
-    match = MatchInput(message, normalize_address(envelope_sender or "") or None,
-                       subject_numbers(message.subject))
+    limits = config.limits
+    block = None
+    try:
+        block = await _off_loop(raw, lambda: header_block(raw, limits, smtp=True),
+                                config.processing_timeout)
+        sender_claim(block, limits)  # an ambiguous From is refused before heavy work
+        sender = normalize_address(envelope_sender or "") or None
+        message = await _off_loop(raw, lambda: parse_message(raw, limits, block),
+                                  config.processing_timeout)
+        match = MatchInput(message, sender, subject_numbers(message.subject))
+        return await _store(sessions, match, raw, recipients, config, started)
+    except (MessageRefused, StorageUnavailable):
+        raise
+    except STORAGE_ERRORS as exc:
+        raise StorageUnavailable(f"storing the message failed: {type(exc).__name__}") from exc
+    except Exception as exc:
+        log.exception("message.unprocessable", size=len(raw), error=type(exc).__name__)
+        message_id, derived = message_key(block, raw)
+        return await keep_unprocessable(
+            sessions, raw=raw, message_id=message_id, derived=derived,
+            envelope_sender=envelope_sender, recipients=recipients,
+            local_part=config.local_part, error=_describe(exc), started=started)
+
+
+def _describe(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= _MAX_ERROR else text[:_MAX_ERROR - 1] + "…"
+
+
+async def _store(sessions: async_sessionmaker[AsyncSession], match: MatchInput, raw: bytes,
+                 recipients: Sequence[str], config: IngestConfig,
+                 started: float) -> IngestResult:
+    message = match.message
     received_at = utcnow()
     results: list[TenantOutcome] = []
     try:
         async with writing(sessions) as session:
-            hosts = hosts_of(recipients, local_part)
+            hosts = hosts_of(recipients, config.local_part)
             tenants = await repositories.tenants_for_hosts(session, hosts.values())
             for tenant in dict.fromkeys(tenants.values()):
                 # Each tenant's copy names only its own crm addresses: that the mail also
@@ -126,6 +211,46 @@ async def ingest(sessions: async_sessionmaker[AsyncSession], *, raw: bytes,
                  outcome=outcome.outcome.value, reasons=list(outcome.reasons),
                  record=outcome.record, size=len(raw), duration_ms=_ms(started))
     return IngestResult(message.message_id, tuple(results))
+
+
+async def keep_unprocessable(sessions: async_sessionmaker[AsyncSession], *, raw: bytes,
+                             message_id: str, derived: bool, envelope_sender: str | None,
+                             recipients: Sequence[str], local_part: str, error: str,
+                             started: float) -> IngestResult:
+    """Store the raw message for each addressed tenant, queued with reason `unprocessable`.
+
+    Only what cannot fail is read from the message here: its ID and its bytes.
+    """
+    received_at = utcnow()
+    results: list[TenantOutcome] = []
+    try:
+        async with writing(sessions) as session:
+            hosts = hosts_of(recipients, local_part)
+            tenants = await repositories.tenants_for_hosts(session, hosts.values())
+            for tenant in dict.fromkeys(tenants.values()):
+                own = [r for r, host in hosts.items() if tenants.get(host) == tenant]
+                row_id = await repositories.insert_message_once(session, {
+                    "tenant_id": tenant.id, "message_id": message_id,
+                    "message_id_derived": derived, "received_at": received_at,
+                    "envelope_sender": envelope_sender or "", "envelope_recipients": own,
+                    "direction": None, "sender": "", "recipients_to": [], "recipients_cc": [],
+                    "subject": "", "sent_at": received_at, "body": "", "attachments": [],
+                    "evidence": [], "raw": raw, "error": error})
+                if row_id is None:
+                    results.append(TenantOutcome(tenant.slug, Outcome.DUPLICATE))
+                    continue
+                await repositories.add_pending_match(
+                    session, tenant=tenant, message_id=row_id,
+                    reasons=[Reason.UNPROCESSABLE.value], candidates={})
+                results.append(TenantOutcome(tenant.slug, Outcome.UNPROCESSABLE,
+                                             (Reason.UNPROCESSABLE.value,)))
+    except STORAGE_ERRORS as exc:
+        raise StorageUnavailable(f"storing the message failed: {type(exc).__name__}") from exc
+    for outcome in results:
+        log.warning("message", tenant=outcome.tenant, message_id=message_id,
+                    outcome=outcome.outcome.value, error=error, size=len(raw),
+                    duration_ms=_ms(started))
+    return IngestResult(message_id, tuple(results))
 
 
 def _ms(started: float) -> float:

@@ -24,7 +24,8 @@ from crm_mailer.db.models import (
 def message_fields(message: InboundMessage) -> dict[str, Any]:
     return {
         "message_id": message.message_id,
-        "direction": message.direction.value,
+        "direction": message.direction.value if message.direction else None,
+        "error": message.error,
         "subject": message.subject,
         "sender": message.sender,
         "to": message.recipients_to,

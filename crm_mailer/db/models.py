@@ -91,6 +91,14 @@ class ReviewPolicy(enum.StrEnum):
     ALL = "all"
 
 
+class SenderPolicy(enum.StrEnum):
+    """What proves a message's header From for a tenant (see crm_mailer.mail.proof)."""
+
+    ALIGNED = "aligned"
+    DKIM = "dkim"
+    HEADER = "header"
+
+
 class PendingState(enum.StrEnum):
     """Where a pending match stands in the confirmation queue."""
 
@@ -116,6 +124,9 @@ class Tenant(Base):
     review: Mapped[ReviewPolicy] = mapped_column(
         _enum(ReviewPolicy, "review_policy"), default=ReviewPolicy.UNCERTAIN,
         server_default=ReviewPolicy.UNCERTAIN.value)
+    sender_policy: Mapped[SenderPolicy] = mapped_column(
+        _enum(SenderPolicy, "sender_policy"), default=SenderPolicy.ALIGNED,
+        server_default=SenderPolicy.ALIGNED.value)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -274,7 +285,8 @@ class InboundMessage(Base):
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     envelope_sender: Mapped[str] = mapped_column(String(320), default="")
     envelope_recipients: Mapped[list[str]] = mapped_column(JSON, default=list)
-    direction: Mapped[Direction] = mapped_column(_enum(Direction, "direction"))
+    # None while the message is unprocessable: it was never matched.
+    direction: Mapped[Direction | None] = mapped_column(_enum(Direction, "direction"))
     sender: Mapped[str] = mapped_column(String(320))
     recipients_to: Mapped[list[str]] = mapped_column(JSON, default=list)
     recipients_cc: Mapped[list[str]] = mapped_column(JSON, default=list)
@@ -284,6 +296,8 @@ class InboundMessage(Base):
     attachments: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     evidence: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
+    # Why the message could not be read or matched (then it waits as `unprocessable`).
+    error: Mapped[str | None] = mapped_column(Text)
 
 
 class HistoryEntry(Base):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -112,6 +113,11 @@ async def tenants_for_hosts(session: AsyncSession, hosts: Iterable[str]) -> dict
     return {host: TenantRef(tenant_id, slug, review) for host, tenant_id, slug, review in rows}
 
 
+async def any_tenant(session: AsyncSession) -> bool:
+    """True when at least one tenant is registered."""
+    return await session.scalar(select(Tenant.id).limit(1)) is not None
+
+
 async def tenant_by_slug(session: AsyncSession, slug: str) -> Tenant | None:
     return (await session.execute(select(Tenant).where(Tenant.slug == slug))).scalar_one_or_none()
 
@@ -177,7 +183,21 @@ async def insert_message_once(session: AsyncSession, values: dict[str, Any]) -> 
     """
     statement = _INSERT_MESSAGE[session.get_bind().dialect.name]
     connection = await session.connection()
+    values.setdefault("error", None)
+    for column in ("envelope_sender", "sender"):  # never fail on a value that cannot fit
+        values[column] = fit(values[column], _ADDRESS_COLUMN)
     return (await connection.execute(statement, values)).scalar_one_or_none()
+
+
+_ADDRESS_COLUMN = 320
+
+
+def fit(text: str, length: int) -> str:
+    """`text` if it fits `length` characters, else its start and a hash of the whole."""
+    if len(text) <= length:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{text[:length - 18]}~{digest}"
 
 
 async def add_history_entry(session: AsyncSession, *, tenant_id: int, message_id: int,

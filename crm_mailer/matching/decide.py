@@ -35,6 +35,7 @@ class Reason(StrEnum):
     NO_CONTACT = "no_contact"
     COMPANY_MISMATCH = "company_mismatch"
     REVIEW = "review"
+    UNPROCESSABLE = "unprocessable"
 
 
 REASON_TEXT = {
@@ -44,6 +45,8 @@ REASON_TEXT = {
     Reason.NO_CONTACT: "no recipient (outbound) or sender (inbound) is a known contact",
     Reason.COMPANY_MISMATCH: "the lead's or project's company is not the contact's company",
     Reason.REVIEW: "filed already; the tenant checks every new mail (review = all)",
+    Reason.UNPROCESSABLE: "crm-mailer could not read or match this mail (see its error); "
+                          "kept as received, `crm-mailer reprocess` tries again",
 }
 
 

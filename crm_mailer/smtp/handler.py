@@ -14,21 +14,37 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm_mailer import ingest
-from crm_mailer.errors import StorageUnavailable
-from crm_mailer.ingest import Outcome
+from crm_mailer.errors import (
+    MessageMalformed,
+    MessageRefused,
+    MessageTooLarge,
+    SenderNotProven,
+    StorageUnavailable,
+)
+from crm_mailer.ingest import IngestConfig, Outcome
 from crm_mailer.smtp import replies
 
 log = structlog.get_logger("crm_mailer.smtp")
 
 MAX_RECIPIENTS = 100
+EMPTY_DIRECTORY_WARNING_EVERY = 60.0  # seconds
+_REFUSAL_CODES: tuple[tuple[type[MessageRefused], str], ...] = (
+    (MessageTooLarge, "552 5.3.4"),
+    (MessageMalformed, "554 5.6.0"),
+    (SenderNotProven, "550 5.7.1"),
+    (MessageRefused, "554 5.6.0"),
+)
 
 
 class IngestHandler:
     """Connects aiosmtpd's hooks to ingestion."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], local_part: str) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], local_part: str,
+                 config: IngestConfig | None = None) -> None:
         self.sessions = sessions
         self.local_part = local_part
+        self.config = config or IngestConfig(local_part=local_part)
+        self._empty_warned_at = -EMPTY_DIRECTORY_WARNING_EVERY
         self.draining = False
         self.in_flight: set[asyncio.Task[Any]] = set()
         self.idle = asyncio.Event()
@@ -38,6 +54,8 @@ class IngestHandler:
                           address: str, mail_options: list[str]) -> str:
         if self.draining:
             return replies.S421_SHUTTING_DOWN
+        if address and not _printable(address):  # raw 8-bit or control bytes
+            return replies.S501_BAD_SENDER
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return replies.S250_OK
@@ -46,8 +64,13 @@ class IngestHandler:
                           address: str, rcpt_options: list[str]) -> str:
         if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
             return replies.S452_TOO_MANY_RECIPIENTS
+        if not _printable(address):  # raw 8-bit or control bytes: no address of ours
+            return replies.S501_BAD_RECIPIENT
         try:
             tenant = await ingest.tenant_for_recipient(self.sessions, address, self.local_part)
+            if tenant is None and await ingest.directory_is_empty(self.sessions):
+                self._warn_empty_directory()
+                return replies.S451_NO_TENANT_YET
         except StorageUnavailable as exc:
             log.warning("rcpt.deferred", recipient=address, error=str(exc))
             return replies.S451_STORAGE
@@ -61,6 +84,14 @@ class IngestHandler:
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return replies.S250_RCPT_OK
+
+    def _warn_empty_directory(self) -> None:
+        """A directory with no tenant is a set-up fault: keep the mail coming back, say so."""
+        now = asyncio.get_running_loop().time()
+        if now - self._empty_warned_at >= EMPTY_DIRECTORY_WARNING_EVERY:
+            self._empty_warned_at = now
+            log.warning("directory.empty", hint="no tenant is imported: every recipient "
+                        "gets 451 until `crm-mailer import` loads one")
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         task = asyncio.current_task()
@@ -81,11 +112,17 @@ class IngestHandler:
         try:
             result = await ingest.ingest(
                 self.sessions, raw=raw, envelope_sender=envelope.mail_from,
-                recipients=envelope.rcpt_tos, local_part=self.local_part)
+                recipients=envelope.rcpt_tos, config=self.config)
         except StorageUnavailable:
             return replies.S451_STORAGE
+        except MessageRefused as refused:
+            log.info("message.refused", sender=envelope.mail_from, size=len(raw),
+                     reason=str(refused))
+            code = next(code for kind, code in _REFUSAL_CODES if isinstance(refused, kind))
+            return replies.refusal(code, str(refused))
         except Exception:
-            # A bug, not the sender's fault: defer so the mail is retried, never bounced.
+            # Ingestion keeps what it cannot read as unprocessable; reaching this means even
+            # that failed. Defer, never bounce: the log carries the traceback.
             log.exception("data.failed", sender=envelope.mail_from, size=len(raw))
             return replies.S451_INTERNAL
         if not result.outcomes:
@@ -97,7 +134,14 @@ class IngestHandler:
             return replies.S250_FILED
         if Outcome.QUEUED in kept:
             return replies.S250_QUEUED
+        if Outcome.UNPROCESSABLE in kept:
+            return replies.S250_UNPROCESSABLE
         return replies.S250_DUPLICATE
+
+
+def _printable(address: str) -> bool:
+    """False for surrogates (undecodable bytes), control characters and the like."""
+    return address.isprintable()
 
 
 def _peer(session: Session) -> str:

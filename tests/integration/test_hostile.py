@@ -1,0 +1,224 @@
+"""Hostile and broken mail over real sockets, on SQLite and PostgreSQL (issue 7's findings).
+
+Every finding has a test here: no stall, no endless 4xx, exact Message-IDs, no forged
+filing through the header, no bounce for want of a directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+import socket
+import time
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from crm_mailer.db.models import InboundMessage
+from crm_mailer.matching import pipeline
+from tests import factories
+from tests.conftest import Reply, SmtpClient
+from tests.integration.test_smtp_ingest import history, pending
+
+
+async def stored_ids(sessions: async_sessionmaker[AsyncSession]) -> list[str]:
+    async with sessions() as session:
+        return list(await session.scalars(select(InboundMessage.message_id)
+                                          .order_by(InboundMessage.id)))
+
+
+def raw_session(smtp: SmtpClient, lines: list[bytes], data: bytes | None = None) -> list[str]:
+    """Send command lines as bytes, exactly (no smtplib line-end repair); every reply."""
+    replies: list[str] = []
+    with socket.create_connection((smtp.host, smtp.port), timeout=30) as sock:
+        stream = sock.makefile("rb")
+
+        def reply() -> str:
+            text = b""
+            while True:
+                line = stream.readline()
+                text += line
+                if len(line) < 4 or line[3:4] != b"-":
+                    return text.decode("utf-8", "replace").strip()
+
+        reply()  # greeting
+        for line in lines:
+            sock.sendall(line + b"\r\n")
+            replies.append(reply())
+        if data is not None:
+            sock.sendall(b"DATA\r\n")
+            replies.append(reply())
+            sock.sendall(data + b"\r\n.\r\n")
+            replies.append(reply())
+        sock.sendall(b"QUIT\r\n")
+    return replies
+
+
+def envelope(sender: bytes = b"alice@xyz.de",
+             recipient: bytes = b"crm@xyz.hq.example") -> list[bytes]:
+    return [b"EHLO client.test", b"MAIL FROM:<" + sender + b">", b"RCPT TO:<" + recipient + b">"]
+
+
+# --- 1. no stall --------------------------------------------------------------------------
+
+async def test_an_address_bomb_does_not_hold_up_another_session(
+        example: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    bomb = (b"From: alice@xyz.de\r\nTo: " + b"," * 200_000 + b"\r\nSubject: x\r\n\r\nx\r\n")
+
+    def noop_latencies() -> list[float]:
+        found = []
+        with smtplib.SMTP(smtp.host, smtp.port, timeout=30) as client:
+            for _ in range(20):
+                started = time.perf_counter()
+                client.noop()
+                found.append(time.perf_counter() - started)
+                time.sleep(0.02)
+        return found
+
+    sending = asyncio.create_task(smtp.send(bomb))
+    latencies = await asyncio.to_thread(noop_latencies)
+    reply = await sending
+    assert reply.code == 250, reply
+    assert max(latencies) < 0.5, latencies
+
+
+async def test_too_many_addresses_in_one_header_are_refused_naming_the_limit(
+        example: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    raw = factories.mail(to=", ".join(f"p{i}@acme.com" for i in range(1001)))
+    reply = await smtp.send(raw)
+    assert (reply.code, reply.text[:5]) == (554, "5.6.0"), reply
+    assert "max_addresses_per_header" in reply.text
+    assert await stored_ids(example) == []
+
+
+async def test_an_oversized_header_block_is_refused_naming_the_limit(
+        example: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    raw = b"From: alice@xyz.de\r\n" + b"X-Pad: " + b"y" * 990 + b"\r\n" * 1 \
+        + b"".join(b"X-Pad: " + b"y" * 990 + b"\r\n" for _ in range(300)) + b"\r\nbody\r\n"
+    reply = await smtp.send(raw)
+    assert (reply.code, reply.text[:5]) == (552, "5.3.4"), reply
+    assert "max_header_size" in reply.text
+
+
+# --- 2. exact Message-IDs -----------------------------------------------------------------
+
+def _send_utf8(smtp: SmtpClient, raw: bytes) -> int:
+    with smtplib.SMTP(smtp.host, smtp.port, timeout=30) as client:
+        client.ehlo("client.test")
+        client.mail("alice@xyz.de", ["SMTPUTF8", "BODY=8BITMIME"])
+        client.rcpt("crm@xyz.hq.example")
+        return client.data(raw)[0]
+
+
+async def test_message_ids_differing_in_one_letter_are_two_messages(
+        example: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    for letter in ("ä", "ö"):
+        raw = factories.mail(message_id=None).replace(
+            b"Subject:", f"Message-ID: <{letter}42@r>\r\nSubject:".encode(), 1)
+        assert await asyncio.to_thread(_send_utf8, smtp, raw) == 250
+    assert await stored_ids(example) == ["ä42@r", "ö42@r"]
+    assert len(await history(example)) == 2
+
+
+async def test_a_nul_byte_in_a_message_id_makes_another_message(
+        example: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    for message_id in (b"<nul\x00id@x>", b"<nulid@x>"):
+        raw = factories.mail(message_id=None).replace(
+            b"Subject:", b"Message-ID: " + message_id + b"\r\nSubject:", 1)
+        assert (await smtp.send(raw)).code == 250
+    ids = await stored_ids(example)
+    assert len(ids) == 2 and "nulid@x" in ids and all("\x00" not in i for i in ids)
+
+
+# --- 3. no endless 4xx --------------------------------------------------------------------
+
+async def test_a_subject_number_of_thousands_of_digits_is_no_number(
+        example: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    reply = await smtp.send(factories.mail(subject="Lead " + "9" * 5000))
+    assert reply.code == 250 and "waiting for confirmation" in reply.text, reply
+    assert (await pending(example))[0]["reasons"] == ["no_number"]
+
+
+async def test_deeply_nested_comments_in_to_get_a_clear_answer(
+        example: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    raw = factories.mail(to=None).replace(
+        b"Subject:", b"To: " + b"(" * 500 + b"x" + b")" * 500 + b" bob@acme.com\r\nSubject:", 1)
+    reply = await smtp.send(raw)
+    assert reply.code == 250, reply
+    assert (await history(example))[0]["contact"] == "bob@acme.com"
+
+
+async def test_a_from_address_that_outgrows_its_column_when_lower_cased_is_refused(
+        example: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    raw = factories.mail(sender="x@y.de").replace(
+        b"From: x@y.de", ("From: " + "İ" * 200 + "@xyz.de").encode(), 1)
+    reply = await asyncio.to_thread(_send_utf8, smtp, raw)
+    assert reply == 550
+    assert await stored_ids(example) == []
+
+
+async def test_an_8bit_byte_in_rcpt_to_gets_a_permanent_syntax_reply(
+        example: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    bad = envelope(recipient=b"crm\xff@xyz.hq.example")
+    replies = await asyncio.to_thread(raw_session, smtp, bad)
+    assert replies[-1].startswith("501 5.1.3"), replies
+    replies = await asyncio.to_thread(raw_session, smtp, envelope(sender=b"al\xffice@xyz.de"))
+    assert replies[1].startswith("501 5.1.7"), replies
+
+
+async def test_a_bug_while_matching_keeps_the_mail_as_unprocessable_and_answers_250(
+        example: async_sessionmaker[AsyncSession], smtp: SmtpClient,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object) -> object:
+        raise ZeroDivisionError("a deterministic bug")
+
+    monkeypatch.setattr(pipeline, "run", broken)
+    raw = factories.mail(message_id="<poison@xyz.de>")
+    first = await smtp.send(raw)
+    assert first.code == 250 and "could not be processed" in first.text, first
+    again = await smtp.send(raw)  # the relay's retry is a duplicate, not a second copy
+    assert again.code == 250 and "already received" in again.text
+    waiting = await pending(example)
+    assert [(p["reasons"], p["message_id"]) for p in waiting] == \
+        [(["unprocessable"], "poison@xyz.de")]
+    assert "ZeroDivisionError: a deterministic bug" in waiting[0]["error"]
+    assert await history(example) == []
+
+
+# --- 4. the From is a claim ---------------------------------------------------------------
+
+@pytest.mark.parametrize("header", [
+    b"From: alice@xyz.de\r\nFrom: evil@evil.com\r\n",
+    b"From: alice@xyz.de, evil@evil.com\r\n",
+])
+async def test_an_ambiguous_from_is_refused(example: async_sessionmaker[AsyncSession],
+                                            smtp: SmtpClient, header: bytes) -> None:
+    raw = header + b"To: bob@acme.com\r\nSubject: XYZ Lead 11111\r\n\r\nHallo\r\n"
+    reply = await smtp.send(raw)
+    assert (reply.code, reply.text[:5]) == (550, "5.7.1") and "ambiguous" in reply.text
+    assert await stored_ids(example) == []
+
+
+async def test_a_from_line_hidden_behind_a_bare_cr_is_refused(
+        example: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    data = (b"X-Note: harmless\rFrom: alice@xyz.de\r\nFrom: evil@evil.com\r\n"
+            b"To: bob@acme.com\r\nSubject: XYZ Lead 11111\r\n\r\nHallo")
+    replies = await asyncio.to_thread(raw_session, smtp, envelope(sender=b"evil@evil.com"), data)
+    assert replies[-1].startswith("554 5.6.0") and "bare CR or LF" in replies[-1], replies
+    assert await stored_ids(example) == []
+
+
+# --- 6. no bounce for want of configuration -----------------------------------------------
+
+async def test_an_empty_directory_defers_instead_of_bouncing(
+        sessions: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    reply = await smtp.send(factories.mail())
+    assert (reply.code, reply.text[:5]) == (451, "4.3.0"), reply
+    assert "No tenant is configured" in reply.text
+
+
+async def test_with_a_tenant_an_unknown_host_is_still_refused(
+        example: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    reply: Reply = await smtp.rcpt("crm@unknown.example")
+    assert (reply.code, reply.text[:5]) == (550, "5.1.1")
