@@ -1,5 +1,7 @@
 """The SMTP server on the running event loop, with a graceful drain on shutdown.
 
+DATA is read into one buffer (data.py) rather than aiosmtpd's list of lines.
+
 Shutdown, as measured in FIELD-NOTES: stop listening; new MAIL gets 421; wait for
 in-flight DATA to commit and answer; then tell idle sessions 421 and close them.
 """
@@ -12,18 +14,19 @@ import socket
 from typing import Any
 
 import structlog
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import MISSING, SMTP, syntax
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm_mailer.settings import Settings
 from crm_mailer.smtp import replies
+from crm_mailer.smtp.data import Overflow, read_message
 from crm_mailer.smtp.handler import IngestHandler
 
 log = structlog.get_logger("crm_mailer.smtp")
 
 
 class CrmSMTP(SMTP):
-    """aiosmtpd's SMTP with our line-length limit and connection tracking."""
+    """aiosmtpd's SMTP with our line-length limit, connection tracking and DATA reader."""
 
     def __init__(self, handler: IngestHandler, *, line_length_limit: int,
                  connections: set[CrmSMTP], **kwargs: Any) -> None:
@@ -40,6 +43,44 @@ class CrmSMTP(SMTP):
     def connection_lost(self, error: Exception | None) -> None:
         self._connections.discard(self)
         super().connection_lost(error)
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        """aiosmtpd's DATA, with the message read into one buffer."""
+        if await self.check_helo_needed():
+            return
+        if await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push(replies.S503_NEED_RCPT)
+            return
+        if arg:
+            await self.push(replies.S501_DATA_SYNTAX)
+            return
+        await self.push(replies.S354_START_DATA)
+        try:
+            received = await read_message(self._reader, max_size=self.data_size_limit,
+                                          max_line_length=self.line_length_limit)
+        except asyncio.CancelledError:
+            log.info("smtp.data_interrupted", peer=_peer(self))
+            self._writer.close()
+            raise
+        if isinstance(received, Overflow):
+            log.info("smtp.data_refused", peer=_peer(self), limit=received.name.lower())
+            self.envelope = self._create_envelope()
+            await self.push(received.value)
+            return
+        self.envelope.content = self.envelope.original_content = received
+        del received  # the envelope holds the only reference: gone with it
+        status = await self._call_handler_hook("DATA")
+        self.envelope = self._create_envelope()
+        await self.push(replies.S250_OK if status is MISSING else str(status))
+
+
+def _peer(protocol: SMTP) -> str:
+    peer = protocol.session.peer if protocol.session else None
+    return str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
 
 
 class SmtpServer:
