@@ -52,3 +52,7 @@ class MessageMalformed(MessageRefused):
 
 class SenderNotProven(MessageRefused):
     """The sender is not proven as the tenant's policy requires."""
+
+
+class SenderNotAuthorized(MessageRefused):
+    """Sender is not authorized to file mail for this CRM."""

@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from typing import TypeVar
 
@@ -18,20 +18,32 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from crm_mailer.db import repositories
 from crm_mailer.db.engine import reading, writing
 from crm_mailer.db.models import ReviewPolicy, utcnow
-from crm_mailer.errors import CrmMailerError, MessageRefused, StorageUnavailable
-from crm_mailer.mail.addresses import normalize_address
+from crm_mailer.errors import (
+    CrmMailerError,
+    MessageRefused,
+    SenderNotAuthorized,
+    SenderNotProven,
+    StorageUnavailable,
+)
+from crm_mailer.mail.addresses import address_domain, normalize_address
+from crm_mailer.mail.header_block import HeaderBlock
 from crm_mailer.mail.parse import (
     DEFAULT_LIMITS,
     Limits,
+    ParsedMessage,
+    decode_bytes,
     header_block,
     message_key,
     parse_message,
     sender_claim,
+    unfold,
 )
-from crm_mailer.matching import pipeline
+from crm_mailer.mail.proof import DnsTxt, Proof, SenderPolicy, Verdict, prove, system_dns, verdict
+from crm_mailer.matching import pipeline, sender
 from crm_mailer.matching.decide import Filed, Queued, Reason, candidates
 from crm_mailer.matching.facts import MatchInput
 from crm_mailer.matching.number import subject_numbers
+from crm_mailer.matching.pipeline import Findings
 from crm_mailer.matching.tenant import recipient_host
 from crm_mailer.settings import Settings
 
@@ -70,10 +82,14 @@ class IngestConfig:
     local_part: str = "crm"
     limits: Limits = DEFAULT_LIMITS
     processing_timeout: float = 30.0
+    trusted_authserv_ids: frozenset[str] = frozenset()
+    dns_txt: DnsTxt | None = None  # None: no DKIM lookups (tests pass a fake resolver)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> IngestConfig:
+    def from_settings(cls, settings: Settings, dns_txt: DnsTxt | None = None) -> IngestConfig:
         return cls(
+            trusted_authserv_ids=frozenset(i.lower() for i in settings.trusted_authserv_ids),
+            dns_txt=dns_txt if dns_txt is not None else system_dns(),
             local_part=settings.local_part,
             limits=Limits(max_header_size=settings.max_header_size,
                           max_headers=settings.max_headers,
@@ -162,16 +178,20 @@ async def ingest(sessions: async_sessionmaker[AsyncSession], *, raw: bytes,
     try:
         block = await _off_loop(raw, lambda: header_block(raw, limits, smtp=True),
                                 config.processing_timeout)
-        sender_claim(block, limits)  # an ambiguous From is refused before heavy work
+        claim = sender_claim(block, limits)
+        _null_sender_only_for_reports(envelope_sender, block)
         sender = normalize_address(envelope_sender or "") or None
+        verdicts = await _sender_check(sessions, raw, block, claim, sender, recipients,
+                                       config)
         message = await _off_loop(raw, lambda: parse_message(raw, limits, block),
                                   config.processing_timeout)
-        match = MatchInput(message, sender, subject_numbers(message.subject))
+        match = MatchInput(message, sender, subject_numbers(message.subject), verdicts)
         return await _store(sessions, match, raw, recipients, config, started)
     except (MessageRefused, StorageUnavailable):
         raise
     except STORAGE_ERRORS as exc:
-        raise StorageUnavailable(f"storing the message failed: {type(exc).__name__}") from exc
+        log.warning("storage_unavailable", error=type(exc).__name__, duration_ms=_ms(started))
+        raise StorageUnavailable(f"reading the directory failed: {type(exc).__name__}") from exc
     except Exception as exc:
         log.exception("message.unprocessable", size=len(raw), error=type(exc).__name__)
         message_id, derived = message_key(block, raw)
@@ -179,6 +199,65 @@ async def ingest(sessions: async_sessionmaker[AsyncSession], *, raw: bytes,
             sessions, raw=raw, message_id=message_id, derived=derived,
             envelope_sender=envelope_sender, recipients=recipients,
             local_part=config.local_part, error=_describe(exc), started=started)
+
+
+def _null_sender_only_for_reports(envelope_sender: str | None, block: HeaderBlock) -> None:
+    """MAIL FROM:<> is for delivery and disposition reports (RFC 5321 4.5.5), nothing else."""
+    if envelope_sender and envelope_sender != "<>":
+        return
+    content_type = unfold(block.first("content-type") or b"").lower()
+    if not content_type.startswith(b"multipart/report"):
+        raise SenderNotProven("A null envelope sender is accepted only for delivery reports")
+
+
+async def proof_verdicts(raw: bytes, block: HeaderBlock, claim: str | None,
+                         envelope_sender: str | None, policies: Iterable[SenderPolicy],
+                         config: IngestConfig) -> dict[SenderPolicy, Verdict]:
+    """Whether the From is proven, for each policy asked; DKIM runs in a thread."""
+    auth_results = [decode_bytes(unfold(v)) for v in block.values("authentication-results")]
+    from_domain = address_domain(claim) if claim else ""
+    verdicts: dict[SenderPolicy, Verdict] = {}
+    for policy in sorted(set(policies)):
+        def gather(policy: SenderPolicy = policy) -> Proof:
+            return prove(raw, from_domain=from_domain, envelope_sender=envelope_sender,
+                         auth_results=auth_results, trusted_ids=config.trusted_authserv_ids,
+                         dns_txt=config.dns_txt, policy=policy)
+        signed = block.first("dkim-signature") is not None
+        proof = await asyncio.to_thread(gather) if signed and config.dns_txt else gather()
+        verdicts[policy] = verdict(policy, proof)
+    return verdicts
+
+
+async def _sender_check(sessions: async_sessionmaker[AsyncSession], raw: bytes,
+                        block: HeaderBlock, claim: str | None, envelope_sender: str | None,
+                        recipients: Sequence[str],
+                        config: IngestConfig) -> dict[SenderPolicy, Verdict]:
+    """Refuse an unknown or unproven sender before the message is parsed (the heavy part).
+
+    The sender step runs again, authoritatively, in the transaction that stores.
+    """
+    hosts = hosts_of(recipients, config.local_part)
+    claimed = ParsedMessage(message_id="", message_id_derived=False, subject="",
+                            from_address=claim, to=(), cc=(), sent_at=None, body="")
+    lite = MatchInput(claimed, envelope_sender, ())
+    async with reading(sessions) as session:
+        tenants = list(dict.fromkeys(
+            (await repositories.tenants_for_hosts(session, hosts.values())).values()))
+        facts = [await repositories.load_facts(session, tenant, lite) for tenant in tenants]
+    verdicts = await proof_verdicts(raw, block, claim, envelope_sender,
+                                    (t.sender_policy for t in tenants), config)
+    lite = replace(lite, verdicts=verdicts)
+    refusals = []
+    for tenant_facts in facts:
+        result = sender.check(lite, tenant_facts, Findings())
+        if result.direction is not None:
+            return verdicts
+        refusals.append(str(result.evidence[-1].detail.get("why", "")))
+    if not tenants:  # no tenant left (removed since RCPT): the store step says so
+        return verdicts
+    if any("not proven" in why for why in refusals):
+        raise SenderNotProven(next(why for why in refusals if "not proven" in why))
+    raise SenderNotAuthorized("Sender is not authorized to file mail for this CRM")
 
 
 def _describe(exc: BaseException) -> str:

@@ -9,12 +9,15 @@ set (CI), a PostgreSQL test that was skipped fails the run.
 from __future__ import annotations
 
 import asyncio
+import email.policy
+import email.utils
 import itertools
 import os
 import shutil
 import smtplib
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
+from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +172,13 @@ class Reply:
         return f"{self.code} {self.text}"
 
 
+def envelope_sender_of(raw: bytes) -> str:
+    """The From address of a message, read simply, for use as its envelope sender."""
+    header = BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
+    address = email.utils.parseaddr(str(header.get("From", "")))[1]
+    return address if address and address.isascii() and "@" in address else "alice@xyz.de"
+
+
 @dataclass
 class SmtpClient:
     """A real smtplib client, run in a thread so the server shares the test's event loop."""
@@ -176,9 +186,15 @@ class SmtpClient:
     host: str
     port: int
 
-    async def send(self, raw: bytes, *, sender: str = "alice@xyz.de",
+    async def send(self, raw: bytes, *, sender: str | None = None,
                    recipients: Sequence[str] = ("crm@xyz.hq.example",)) -> Reply:
-        """One transaction; the DATA reply (or the first refusal before DATA)."""
+        """One transaction; the DATA reply (or the first refusal before DATA).
+
+        The envelope sender defaults to the message's From, as a mail server sets it
+        when it relays its own user's mail (`sendmail -t`), else alice@xyz.de.
+        """
+        if sender is None:
+            sender = envelope_sender_of(raw)
         return await asyncio.to_thread(self._send, raw, sender, list(recipients))
 
     def _send(self, raw: bytes, sender: str, recipients: list[str]) -> Reply:

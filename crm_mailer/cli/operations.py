@@ -23,6 +23,7 @@ from crm_mailer.directory.importer import ImportReport, import_tenant
 from crm_mailer.directory.spec import parse_directory
 from crm_mailer.errors import CrmMailerError, InvalidRequest, NotFound
 from crm_mailer.leads.scope import tenant_scope
+from crm_mailer.mail.proof import SenderPolicy
 from crm_mailer.reconciliation import ReconciliationQueue, expire_pending
 from crm_mailer.settings import Settings
 from crm_mailer.smtp.server import SmtpServer
@@ -94,7 +95,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     expire.add_argument("--older-than", type=float, metavar="DAYS",
                         help="default: config pending_max_age_days")
 
-    tenants = commands.add_parser("tenants", help="tenants and their review policy")
+    tenants = commands.add_parser("tenants", help="tenants, their review and sender policies")
     tenant_actions = tenants.add_subparsers(dest="tenants_command", required=True,
                                             metavar="ACTION")
     add_action(tenant_actions, "list", "list tenants", _tenants_list, tenant=False)
@@ -102,6 +103,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                         "which new mail a person checks: uncertain (default) or all",
                         _tenants_review, formats=None)
     review.add_argument("policy", choices=[p.value for p in ReviewPolicy])
+    sender_policy = add_action(
+        tenant_actions, "set-sender-policy",
+        "what proves the From: aligned (default: envelope, DKIM or trusted DMARC), "
+        "dkim (DKIM or trusted DMARC only) or header (no proof; weaker)",
+        _tenants_sender_policy, formats=None)
+    sender_policy.add_argument("policy", choices=[p.value for p in SenderPolicy])
 
 
 def add_record_choice(parser: argparse.ArgumentParser) -> None:
@@ -276,8 +283,10 @@ async def _tenants_list(args: argparse.Namespace, settings: Settings,
         for tenant_id, host in await session.execute(
                 select(TenantHost.tenant_id, TenantHost.host).order_by(TenantHost.host)):
             hosts[tenant_id].append(host)
-    print_rows([{"slug": t.slug, "name": t.name, "review": t.review.value, "hosts": hosts[t.id]}
-                for t in tenants], args.format, ("slug", "name", "review", "hosts"))
+    print_rows([{"slug": t.slug, "name": t.name, "review": t.review.value,
+                 "sender_policy": t.sender_policy.value, "hosts": hosts[t.id]}
+                for t in tenants], args.format,
+               ("slug", "name", "review", "sender_policy", "hosts"))
     return 0
 
 
@@ -287,4 +296,13 @@ async def _tenants_review(args: argparse.Namespace, settings: Settings,
         tenant = await _tenant(session, args.tenant)
         tenant.review = ReviewPolicy(args.policy)
     print(f"tenant '{args.tenant}': review = {args.policy}")
+    return 0
+
+
+async def _tenants_sender_policy(args: argparse.Namespace, settings: Settings,
+                                 engine: AsyncEngine) -> int:
+    async with writing(session_factory(engine)) as session:
+        tenant = await _tenant(session, args.tenant)
+        tenant.sender_policy = SenderPolicy(args.policy)
+    print(f"tenant '{args.tenant}': sender_policy = {args.policy}")
     return 0

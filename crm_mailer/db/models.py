@@ -29,6 +29,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from crm_mailer.mail.proof import SenderPolicy
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -89,14 +91,6 @@ class ReviewPolicy(enum.StrEnum):
 
     UNCERTAIN = "uncertain"
     ALL = "all"
-
-
-class SenderPolicy(enum.StrEnum):
-    """What proves a message's header From for a tenant (see crm_mailer.mail.proof)."""
-
-    ALIGNED = "aligned"
-    DKIM = "dkim"
-    HEADER = "header"
 
 
 class PendingState(enum.StrEnum):

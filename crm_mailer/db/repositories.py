@@ -31,6 +31,7 @@ from crm_mailer.db.models import (
     utcnow,
 )
 from crm_mailer.mail.addresses import address_domain
+from crm_mailer.mail.proof import SenderPolicy
 from crm_mailer.matching.decide import Filed
 from crm_mailer.matching.facts import (
     CompanyRef,
@@ -58,6 +59,7 @@ class TenantRef:
     id: int
     slug: str
     review: ReviewPolicy = ReviewPolicy.UNCERTAIN
+    sender_policy: SenderPolicy = SenderPolicy.ALIGNED
 
 
 # The statements of the per-message path are built once: constructing and keying a
@@ -65,7 +67,7 @@ class TenantRef:
 _TENANT: BindParameter[int] = bindparam("tenant_id")
 _VALUES: BindParameter[Any] = bindparam("values", expanding=True)
 _TENANTS_FOR_HOSTS = (
-    select(TenantHost.host, Tenant.id, Tenant.slug, Tenant.review)
+    select(TenantHost.host, Tenant.id, Tenant.slug, Tenant.review, Tenant.sender_policy)
     .join(Tenant, Tenant.id == TenantHost.tenant_id)
     .where(TenantHost.host.in_(_VALUES))
 )
@@ -110,7 +112,8 @@ async def tenants_for_hosts(session: AsyncSession, hosts: Iterable[str]) -> dict
         return {}
     connection = await session.connection()
     rows = await connection.execute(_TENANTS_FOR_HOSTS, {"values": wanted})
-    return {host: TenantRef(tenant_id, slug, review) for host, tenant_id, slug, review in rows}
+    return {host: TenantRef(tenant_id, slug, review, policy)
+            for host, tenant_id, slug, review, policy in rows}
 
 
 async def any_tenant(session: AsyncSession) -> bool:
@@ -165,6 +168,7 @@ async def load_facts(session: AsyncSession, tenant: TenantRef, match: MatchInput
     return TenantFacts(
         tenant_id=tenant.id,
         slug=tenant.slug,
+        sender_policy=tenant.sender_policy,
         hosts=frozenset(hosts),
         sender_domains=frozenset(sender_domains),
         contacts=contacts,

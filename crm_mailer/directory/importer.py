@@ -113,6 +113,8 @@ async def import_tenant(session: AsyncSession, spec: TenantSpec, report: ImportR
     settings: dict[str, Any] = {"name": spec.name}
     if spec.review is not None:
         settings["review"] = spec.review
+    if spec.sender_policy is not None:
+        settings["sender_policy"] = spec.sender_policy
     if tenant is None:
         tenant = Tenant(slug=spec.slug, **settings)
         session.add(tenant)

@@ -15,6 +15,7 @@ from typing import Any
 from crm_mailer.db.models import ReviewPolicy, StatusKind
 from crm_mailer.errors import DirectoryImportError
 from crm_mailer.mail.addresses import normalize_address, strict_domain
+from crm_mailer.mail.proof import SenderPolicy
 
 _SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _MONTH = re.compile(r"(\d{4})-(\d{2})")
@@ -80,6 +81,7 @@ class TenantSpec:
     leads: tuple[LeadSpec, ...]
     projects: tuple[ProjectSpec, ...]
     review: ReviewPolicy | None = None  # None: leave as is (new tenants: "uncertain")
+    sender_policy: SenderPolicy | None = None  # None: leave as is (new tenants: "aligned")
 
 
 class _Reader:
@@ -244,10 +246,15 @@ def _tenant(index: int, data: Any) -> TenantSpec:
     review = reader.optional("review")
     if review is not None and review not in {p.value for p in ReviewPolicy}:
         raise reader.fail(f"review must be 'uncertain' or 'all', not {review!r}")
+    sender_policy = reader.optional("sender_policy")
+    if sender_policy is not None and sender_policy not in {p.value for p in SenderPolicy}:
+        raise reader.fail("sender_policy must be 'aligned', 'dkim' or 'header', "
+                          f"not {sender_policy!r}")
     return TenantSpec(slug, reader.text("name", required=False, default=slug), tuple(hosts),
                       tuple(sender_domains), tuple(statuses), tuple(actions), tuple(companies),
                       tuple(contacts), tuple(leads), tuple(projects),
-                      ReviewPolicy(review) if review else None)
+                      ReviewPolicy(review) if review else None,
+                      SenderPolicy(sender_policy) if sender_policy else None)
 
 
 def parse_directory(text: str | bytes) -> tuple[TenantSpec, ...]:

@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from crm_mailer.mail.parse import ParsedMessage
+from crm_mailer.mail.proof import SenderPolicy, Verdict
 
 
 class RecordKind(StrEnum):
@@ -46,6 +47,7 @@ class TenantFacts:
     slug: str
     hosts: frozenset[str]
     sender_domains: frozenset[str]
+    sender_policy: SenderPolicy = SenderPolicy.ALIGNED
     contacts: Mapping[str, ContactRef] = field(default_factory=dict)
     company_domains: Mapping[str, CompanyRef] = field(default_factory=dict)
     companies: Mapping[int, CompanyRef] = field(default_factory=dict)
@@ -57,6 +59,12 @@ class TenantFacts:
         return domain in self.hosts or domain in self.sender_domains
 
 
+# A stored message passed its sender check when it was received; matching it again
+# (rematch) re-decides where it belongs, not whether it was allowed in.
+PROVEN_AT_RECEIPT: Mapping[SenderPolicy, Verdict] = {
+    policy: Verdict(True, "proven when the message was received") for policy in SenderPolicy}
+
+
 @dataclass(frozen=True, slots=True)
 class MatchInput:
     """The message and envelope as matching sees them."""
@@ -64,10 +72,15 @@ class MatchInput:
     message: ParsedMessage
     envelope_sender: str | None
     numbers: tuple[int, ...]
+    # Whether the From is proven, per sender policy (computed at the edge: DKIM needs DNS).
+    verdicts: Mapping[SenderPolicy, Verdict] = field(default_factory=dict)
 
     @property
     def sender(self) -> str | None:
-        """The header From, else the envelope sender (both normalized)."""
+        """The header From, else the envelope sender (both normalized).
+
+        Without a From, the envelope sender can only pass the policy 'header'.
+        """
         return self.message.from_address or self.envelope_sender
 
 

@@ -42,9 +42,10 @@ STEPS: tuple[Step, ...] = (
 
 @dataclass(frozen=True, slots=True)
 class Refused:
-    """The sender is not authorized for this tenant: nothing is stored."""
+    """The sender is not authorized for this tenant, or not proven: nothing is stored."""
 
     sender: str | None
+    why: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,7 @@ def run(match: MatchInput, facts: TenantFacts) -> MatchResult:
     for step in STEPS:
         findings = step(match, facts, findings)
         if findings.direction is None:
-            return MatchResult(findings, Refused(match.sender))
+            why = str(findings.evidence[-1].detail.get("why", "")) if findings.evidence else ""
+            return MatchResult(findings, Refused(match.sender, why))
     decision, evidence = decide.decide(match, facts, findings)
     return MatchResult(replace(findings, evidence=(*findings.evidence, evidence)), decision)

@@ -1,4 +1,8 @@
-"""Sender authorization: the tenant's own people (outbound) or its known customers (inbound)."""
+"""Sender authorization: the tenant's own people (outbound) or its known customers (inbound).
+
+The From is a claim anyone can write: it counts only when proven as the tenant's sender
+policy requires (the verdict comes with the match input; see crm_mailer.mail.proof).
+"""
 
 from __future__ import annotations
 
@@ -31,6 +35,13 @@ def check(match: MatchInput, facts: TenantFacts, findings: Findings) -> Findings
         elif sender in facts.contacts:
             direction, why = Direction.INBOUND, f"{sender} is a contact"
     source = "from" if match.message.from_address else "envelope"
+    if direction is not None:
+        verdict = match.verdicts.get(facts.sender_policy)
+        if verdict is None or not verdict.passed:
+            direction = None
+            why = verdict.reason if verdict is not None else \
+                f"no proof of the sender was gathered for policy '{facts.sender_policy}'"
     evidence = Evidence(NAME, direction.value if direction else "refused",
-                        {"sender": sender, "source": source, "why": why})
+                        {"sender": sender, "source": source, "why": why,
+                         "policy": facts.sender_policy.value})
     return replace(findings, direction=direction, evidence=(*findings.evidence, evidence))

@@ -38,7 +38,7 @@ from crm_mailer.mail.addresses import address_domain
 from crm_mailer.mail.parse import ParsedMessage
 from crm_mailer.matching import pipeline
 from crm_mailer.matching.decide import REASON_TEXT, Filed, Queued, Reason
-from crm_mailer.matching.facts import MatchInput
+from crm_mailer.matching.facts import PROVEN_AT_RECEIPT, MatchInput
 from crm_mailer.matching.number import subject_numbers
 from crm_mailer.reconciliation.filing import Placement, place
 from crm_mailer.views import list_history, list_pending
@@ -314,7 +314,7 @@ def _match_input(message: InboundMessage) -> MatchInput:
         subject=message.subject, from_address=message.sender or None,
         to=tuple(message.recipients_to), cc=tuple(message.recipients_cc),
         sent_at=message.sent_at, body="")
-    return MatchInput(parsed, None, subject_numbers(message.subject))
+    return MatchInput(parsed, None, subject_numbers(message.subject), PROVEN_AT_RECEIPT)
 
 
 def _reason_text(code: str) -> str:

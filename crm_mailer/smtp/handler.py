@@ -18,6 +18,7 @@ from crm_mailer.errors import (
     MessageMalformed,
     MessageRefused,
     MessageTooLarge,
+    SenderNotAuthorized,
     SenderNotProven,
     StorageUnavailable,
 )
@@ -32,6 +33,7 @@ _REFUSAL_CODES: tuple[tuple[type[MessageRefused], str], ...] = (
     (MessageTooLarge, "552 5.3.4"),
     (MessageMalformed, "554 5.6.0"),
     (SenderNotProven, "550 5.7.1"),
+    (SenderNotAuthorized, "550 5.7.1"),
     (MessageRefused, "554 5.6.0"),
 )
 

@@ -35,7 +35,9 @@ async def test_every_corpus_message_is_accepted_and_stored(
     domains = {address_domain(p.from_address) for p in map(parse_message, messages)
                if p.from_address}
     registered = {"xyz.de", *filter(_valid, domains)}
-    await load_directory(sessions, factories.directory(sender_domains=sorted(registered)))
+    # 'header': messages without a usable From fall back to the envelope sender.
+    await load_directory(sessions, factories.directory(sender_domains=sorted(registered),
+                                                       sender_policy="header"))
 
     unexpected: list[str] = []
     refused = ambiguous_refused = 0
@@ -66,3 +68,22 @@ async def test_every_corpus_message_is_accepted_and_stored(
     distinct = {parse_message(raw).message_id for raw in messages}
     assert stored is not None and len(distinct) - refused <= stored <= len(distinct)
     assert (await smtp.send(factories.mail())).code == 250
+
+
+async def test_under_the_default_policy_every_corpus_message_gets_250_or_a_named_refusal(
+        sessions: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    messages = [as_relayed(p.read_bytes()) for p in FILES]
+    domains = {address_domain(p.from_address) for p in map(parse_message, messages)
+               if p.from_address}
+    registered = {"xyz.de", *filter(_valid, domains)}
+    await load_directory(sessions, factories.directory(sender_domains=sorted(registered)))
+    unexpected: list[str] = []
+    for path, raw in zip(FILES, messages, strict=True):
+        from_address = parse_message(raw).from_address
+        usable = from_address and from_address.isascii() and _valid(address_domain(from_address))
+        reply = await smtp.send(raw, sender=from_address if usable else "alice@xyz.de")
+        if usable and reply.code != 250 and "ambiguous" not in reply.text:
+            unexpected.append(f"{path.relative_to(CORPUS)}: {reply} (aligned envelope)")
+        elif reply.code != 250 and (reply.code, reply.text[:5]) != (550, "5.7.1"):
+            unexpected.append(f"{path.relative_to(CORPUS)}: {reply}")
+    assert unexpected == []

@@ -66,22 +66,48 @@ async def test_unauthorized_sender_is_refused_and_nothing_is_stored(
     assert await stored_messages(example) == 0
 
 
-async def test_header_from_decides_not_the_envelope_sender(
+async def test_a_from_the_envelope_does_not_align_with_is_not_proven_by_default(
         example: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
-    # A forwarding relay rewrites the envelope (SRS); the From header is the author.
+    # MAIL FROM:<evil@evil.com> with From: alice@xyz.de used to be filed as Alice's.
+    reply = await smtp.send(factories.mail(), sender="evil@evil.com")
+    assert (reply.code, reply.text[:5]) == (550, "5.7.1"), reply
+    assert "not proven under policy 'aligned'" in reply.text
+    assert await stored_messages(example) == 0
+
+
+async def test_a_verp_envelope_sender_on_the_tenants_domain_is_still_filed(
+        example: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    reply = await smtp.send(factories.mail(), sender="bounces+77@relay.xyz.de")
+    assert reply.code == 250 and "filed" in reply.text, reply
+
+
+async def test_the_header_policy_trusts_the_from_as_before(
+        sessions: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    # A forwarding relay rewrites the envelope (SRS) and nothing is signed: only the
+    # weaker policy 'header' files such mail; an unknown From is refused all the same.
+    await load_directory(sessions, factories.directory(sender_policy="header"))
     reply = await smtp.send(factories.mail(), sender="SRS0=abc=xy=xyz.de=alice@relay.example")
-    assert reply.code == 250
+    assert reply.code == 250, reply
     spoofed = factories.mail(sender="mallory@evil.example")
     assert (await smtp.send(spoofed, sender="alice@xyz.de")).code == 550
 
 
-async def test_envelope_sender_is_the_fallback_without_from(
-        example: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+async def test_without_from_the_envelope_sender_counts_only_under_the_header_policy(
+        sessions: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
     raw = b"To: bob@acme.com\r\nSubject: XYZ Lead 11111\r\n\r\nHallo\r\n"
+    await load_directory(sessions, factories.directory())
+    reply = await smtp.send(raw, sender="alice@xyz.de")
+    assert (reply.code, reply.text[:5]) == (550, "5.7.1"), reply
+    await load_directory(sessions, factories.directory(sender_policy="header"))
     assert (await smtp.send(raw, sender="alice@xyz.de")).code == 250
-    [entry] = await history(example)
+    [entry] = await history(sessions)
     assert entry["sender"] == "alice@xyz.de"
-    assert (await smtp.send(raw + b"x", sender="")).code == 550
+
+
+async def test_a_null_envelope_sender_is_only_for_delivery_reports(
+        example: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    reply = await smtp.send(factories.mail(), sender="")
+    assert (reply.code, reply.text[:5]) == (550, "5.7.1") and "delivery reports" in reply.text
 
 
 async def test_redelivery_of_the_same_message_id_is_accepted_once(
@@ -201,13 +227,25 @@ async def test_oversized_message_gets_552_and_the_server_keeps_serving(
     assert (await smtp.send(factories.mail())).code == 250
 
 
-async def test_garbage_and_empty_messages_get_a_clear_answer(
+GARBAGE = (b"", b"\x00\xff\xfe garbage \x80\r\n", b"Subject: =?bogus?Q?=ZZ?=\r\n\r\n",
+           b"From: <<<>>>@@@\r\nContent-Type: multipart/mixed\r\n\r\n--x\r\n")
+
+
+async def test_garbage_without_a_provable_from_gets_a_clear_refusal(
         example: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
-    for raw in (b"", b"\x00\xff\xfe garbage \x80\r\n", b"Subject: =?bogus?Q?=ZZ?=\r\n\r\n",
-                b"From: <<<>>>@@@\r\nContent-Type: multipart/mixed\r\n\r\n--x\r\n"):
-        reply = await smtp.send(raw)
+    for raw in GARBAGE:
+        reply = await smtp.send(raw, sender="alice@xyz.de")
+        assert (reply.code, reply.text[:5]) == (550, "5.7.1"), (raw, reply)
+    assert (await smtp.send(factories.mail())).code == 250
+
+
+async def test_garbage_is_queued_under_the_header_policy(
+        sessions: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    await load_directory(sessions, factories.directory(sender_policy="header"))
+    for raw in GARBAGE:
+        reply = await smtp.send(raw, sender="alice@xyz.de")
         assert reply.code == 250, (raw, reply)
-    assert len(await pending(example)) == 4
+    assert len(await pending(sessions)) == 4
     assert (await smtp.send(factories.mail())).code == 250
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import dataclasses
+from collections.abc import Iterable, Mapping
 
 import pytest
 
 from crm_mailer.db.models import Direction
 from crm_mailer.mail.parse import ParsedMessage
+from crm_mailer.mail.proof import SenderPolicy, Verdict
 from crm_mailer.matching import pipeline
 from crm_mailer.matching.decide import Filed, Queued, Reason
 from crm_mailer.matching.facts import (
@@ -47,11 +49,16 @@ def facts(records: Iterable[RecordRef] = (LEAD_ACME, LEAD_MUELLER, LEAD_NO_COMPA
     )
 
 
+PROVEN = {policy: Verdict(True, "proven") for policy in SenderPolicy}
+
+
 def run(subject: str, *, sender: str = "alice@xyz.de", to: tuple[str, ...] = ("bob@acme.com",),
-        cc: tuple[str, ...] = (), tenant: TenantFacts | None = None) -> pipeline.MatchResult:
+        cc: tuple[str, ...] = (), tenant: TenantFacts | None = None,
+        verdicts: Mapping[SenderPolicy, Verdict] = PROVEN) -> pipeline.MatchResult:
     message = ParsedMessage(message_id="m@x", message_id_derived=False, subject=subject,
                             from_address=sender, to=to, cc=cc, sent_at=None, body="")
-    return pipeline.run(MatchInput(message, None, subject_numbers(subject)), tenant or facts())
+    return pipeline.run(MatchInput(message, None, subject_numbers(subject), verdicts),
+                        tenant or facts())
 
 
 def reasons(result: pipeline.MatchResult) -> tuple[Reason, ...]:
@@ -151,3 +158,26 @@ def test_outbound_company_falls_back_to_a_recipient_domain() -> None:
 ])
 def test_recipient_host_accepts_only_the_crm_local_part(address: str, host: str | None) -> None:
     assert recipient_host(address, "crm") == host
+
+
+def test_a_known_sender_that_is_not_proven_is_refused_with_the_policy_reason() -> None:
+    unproven = {policy: Verdict(policy is SenderPolicy.HEADER,
+                                f"From xyz.de not proven under policy '{policy}'")
+                for policy in SenderPolicy}
+    result = run("XYZ Lead 11111", verdicts=unproven)
+    assert result.decision == pipeline.Refused("alice@xyz.de",
+                                               "From xyz.de not proven under policy 'aligned'")
+    assert result.evidence[0].detail["policy"] == "aligned"
+
+
+def test_the_header_policy_files_an_unproven_known_sender() -> None:
+    unproven = {policy: Verdict(policy is SenderPolicy.HEADER, "no proof")
+                for policy in SenderPolicy}
+    tenant = dataclasses.replace(facts(), sender_policy=SenderPolicy.HEADER)
+    assert isinstance(run("XYZ Lead 11111", verdicts=unproven, tenant=tenant).decision, Filed)
+
+
+def test_without_any_verdict_nothing_is_proven() -> None:
+    result = run("XYZ Lead 11111", verdicts={})
+    assert isinstance(result.decision, pipeline.Refused)
+    assert "no proof of the sender" in result.decision.why
