@@ -1,6 +1,9 @@
-"""The SMTP server on the running event loop, with a graceful drain on shutdown.
+"""The SMTP server on the running event loop: limits at the edge, a graceful drain on shutdown.
 
-DATA is read into one buffer (data.py) rather than aiosmtpd's list of lines.
+At connect: trusted networks and connection limits (access.py), refused before the greeting.
+In the session: a reply and a close after command_timeout of silence; at DATA, a wait for
+one of max_concurrent_messages slots, then the message read into one buffer (data.py)
+within data_timeout.
 
 Shutdown, as measured in FIELD-NOTES: stop listening; new MAIL gets 421; wait for
 in-flight DATA to commit and answer; then tell idle sessions 421 and close them.
@@ -19,34 +22,109 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm_mailer.settings import Settings
 from crm_mailer.smtp import replies
+from crm_mailer.smtp.access import Admission, Lease, Refusal, client_address
 from crm_mailer.smtp.data import Overflow, read_message
 from crm_mailer.smtp.handler import IngestHandler
 
 log = structlog.get_logger("crm_mailer.smtp")
 
+# Seconds a closing connection gets to take its last reply; a client that reads nothing
+# cannot keep its connection (and its place in the limits) open past this.
+CLOSE_GRACE = 5.0
+
 
 class CrmSMTP(SMTP):
-    """aiosmtpd's SMTP with our line-length limit, connection tracking and DATA reader."""
+    """One client's SMTP session: aiosmtpd's, with crm_mailer's limits at the edge."""
 
-    def __init__(self, handler: IngestHandler, *, line_length_limit: int,
-                 connections: set[CrmSMTP], **kwargs: Any) -> None:
+    def __init__(self, handler: IngestHandler, *, settings: Settings, admission: Admission,
+                 message_slots: asyncio.Semaphore, connections: set[CrmSMTP],
+                 **kwargs: Any) -> None:
         # Real mail carries lines far past RFC 5321's 1,000 (HTML newsletters); the
         # size limit still bounds memory. Must be set before SMTP.__init__ reads it.
-        self.line_length_limit = line_length_limit
+        self.line_length_limit = settings.max_line_length
+        self._command_timeout = settings.command_timeout
+        self._data_timeout = settings.data_timeout
+        self._admission = admission
+        self._message_slots = message_slots
         self._connections = connections
-        super().__init__(handler, **kwargs)
+        self._lease: Lease | None = None
+        self._refusal: Refusal | None = None
+        self._timeout_reply = replies.S421_COMMAND_TIMEOUT
+        super().__init__(handler, data_size_limit=settings.max_message_size,
+                         enable_SMTPUTF8=True, decode_data=False,
+                         timeout=settings.command_timeout, **kwargs)
+
+    @property
+    def peer(self) -> str:
+        """The client's address, for logs."""
+        return client_address(self.session.peer if self.session else None)
+
+    # --- the connection: admitted or refused at connect, counted until it is gone ----------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._connections.add(self)
+        tcp = self._original_transport is None  # not the switch to TLS after STARTTLS
+        if tcp:
+            verdict = self._admission.admit(client_address(transport.get_extra_info("peername")))
+            if isinstance(verdict, Lease):
+                self._lease = verdict
+                self._connections.add(self)
+            else:
+                self._refusal = verdict
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
-        self._connections.discard(self)
+        self._gone()
         super().connection_lost(error)
+
+    def _gone(self) -> None:
+        """Give back the connection's place in the limits; safe to call more than once."""
+        if self._lease is not None:
+            self._lease.release()
+        self._connections.discard(self)
+
+    async def _handle_client(self) -> None:
+        if self._refusal is not None:
+            log.info("smtp.refused", peer=self.peer, limit=self._refusal.limit)
+            self.close_with(self._refusal.reply)
+            return
+        await super()._handle_client()
+
+    def close_with(self, reply: str) -> None:
+        """Send a last reply and close, without waiting for a client that does not read."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        tcp = self._original_transport or transport
+        self._writer.write(reply.encode("ascii") + b"\r\n")
+        transport.close()
+        if isinstance(tcp, asyncio.WriteTransport):
+            self.loop.call_later(CLOSE_GRACE, tcp.abort)
+
+    # --- timeouts: command_timeout between commands, data_timeout for DATA -----------------
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        # aiosmtpd calls this at connect and before each command it accepts.
+        self._arm(duration or self._command_timeout, replies.S421_COMMAND_TIMEOUT)
+
+    def _arm(self, seconds: float, reply: str) -> None:
+        self._disarm()
+        self._timeout_reply = reply
+        self._timeout_handle = self.loop.call_later(seconds, self._timeout_cb)
+
+    def _disarm(self) -> None:
+        if self._timeout_handle is not None:
+            self._timeout_handle.cancel()
+
+    def _timeout_cb(self) -> None:
+        # aiosmtpd's own closes without a word; the client should know why.
+        log.info("smtp.timeout", peer=self.peer, reply=self._timeout_reply)
+        self.close_with(self._timeout_reply)
+
+    # --- DATA: a bounded number at once, each in one buffer -------------------------------
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
-        """aiosmtpd's DATA, with the message read into one buffer."""
+        """aiosmtpd's DATA, with a slot of max_concurrent_messages and one buffer."""
         if await self.check_helo_needed():
             return
         if await self.check_auth_needed("DATA"):
@@ -58,29 +136,56 @@ class CrmSMTP(SMTP):
         if arg:
             await self.push(replies.S501_DATA_SYNTAX)
             return
+        if not await self._take_message_slot():
+            return
+        try:
+            reply = await self._receive_and_deliver()
+        finally:
+            self._message_slots.release()
+            if self.transport is not None:  # back to waiting for the next command
+                self._reset_timeout()
+        await self.push(reply)
+
+    async def _take_message_slot(self) -> bool:
+        """Wait at most data_timeout for a free slot; False when the client was answered."""
+        self._disarm()  # waiting is the server's doing, not the client's silence
+        try:
+            async with asyncio.timeout(self._data_timeout):
+                await self._message_slots.acquire()
+        except TimeoutError:
+            log.warning("smtp.busy", peer=self.peer, waited=self._data_timeout)
+            self.envelope = self._create_envelope()
+            self._reset_timeout()
+            await self.push(replies.S451_BUSY)
+            return False
+        if self.event_handler.draining:  # shutdown began while it waited
+            self._message_slots.release()
+            self.close_with(replies.S421_SHUTTING_DOWN)
+            return False
+        return True
+
+    async def _receive_and_deliver(self) -> str:
+        """Read the message within data_timeout, hand it to the handler; the reply to send."""
+        assert self.envelope is not None
+        self._arm(self._data_timeout, replies.S421_DATA_TIMEOUT)
         await self.push(replies.S354_START_DATA)
         try:
             received = await read_message(self._reader, max_size=self.data_size_limit,
                                           max_line_length=self.line_length_limit)
         except asyncio.CancelledError:
-            log.info("smtp.data_interrupted", peer=_peer(self))
+            log.info("smtp.data_interrupted", peer=self.peer)
             self._writer.close()
             raise
+        self._disarm()  # the handler's time is not the client's
         if isinstance(received, Overflow):
-            log.info("smtp.data_refused", peer=_peer(self), limit=received.name.lower())
+            log.info("smtp.data_refused", peer=self.peer, limit=received.name.lower())
             self.envelope = self._create_envelope()
-            await self.push(received.value)
-            return
+            return received.value
         self.envelope.content = self.envelope.original_content = received
         del received  # the envelope holds the only reference: gone with it
         status = await self._call_handler_hook("DATA")
         self.envelope = self._create_envelope()
-        await self.push(replies.S250_OK if status is MISSING else str(status))
-
-
-def _peer(protocol: SMTP) -> str:
-    peer = protocol.session.peer if protocol.session else None
-    return str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
+        return replies.S250_OK if status is MISSING else str(status)
 
 
 class SmtpServer:
@@ -90,20 +195,20 @@ class SmtpServer:
         self.settings = settings
         self.handler = IngestHandler(sessions, settings.local_part)
         self.connections: set[CrmSMTP] = set()
+        self.admission = Admission(settings)
+        self.message_slots = asyncio.Semaphore(settings.max_concurrent_messages)
         self._server: asyncio.Server | None = None
         self.hostname = settings.hostname or socket.getfqdn()
 
     def _protocol(self) -> CrmSMTP:
         return CrmSMTP(
             self.handler,
-            line_length_limit=self.settings.max_line_length,
+            settings=self.settings,
+            admission=self.admission,
+            message_slots=self.message_slots,
             connections=self.connections,
-            data_size_limit=self.settings.max_message_size,
-            enable_SMTPUTF8=True,
-            decode_data=False,
             hostname=self.hostname,
             ident="crm-mailer",
-            timeout=300,
         )
 
     async def start(self, host: str | None = None, port: int | None = None) -> tuple[str, int]:
@@ -128,9 +233,7 @@ class SmtpServer:
             log.warning("smtp.drain_timeout", in_flight=len(self.handler.in_flight))
         for protocol in list(self.connections):
             with contextlib.suppress(Exception):
-                if protocol.transport is not None and not protocol.transport.is_closing():
-                    await protocol.push(replies.S421_SHUTTING_DOWN)
-                    protocol.transport.close()
+                protocol.close_with(replies.S421_SHUTTING_DOWN)
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 5)

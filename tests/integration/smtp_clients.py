@@ -1,7 +1,8 @@
-"""Clients for tests of the SMTP edge.
+"""Clients and a server fixture for tests of the SMTP edge's limits.
 
 `RawClient` talks raw asyncio streams, for what smtplib will not do on purpose (stall,
-trickle, reset).
+trickle, reset); `edge` starts a real SmtpServer on the test's event loop with the test's
+limits, so every wait in a test is a real one.
 """
 
 from __future__ import annotations
@@ -10,8 +11,19 @@ import asyncio
 import dataclasses
 import socket
 import struct
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from crm_mailer.settings import Settings
+from crm_mailer.smtp.server import SmtpServer
 from tests.conftest import Reply
+
+# Connection-level behaviour does not depend on the database: one backend is enough there.
+sqlite_only = pytest.mark.parametrize("backend", ["sqlite"])
 
 
 @dataclasses.dataclass
@@ -82,3 +94,58 @@ def dotted(raw: bytes) -> bytes:
         lines.pop()
     return b"".join((b"." + line if line.startswith(b".") else line) + b"\r\n"
                     for line in lines) + b".\r\n"
+
+
+@dataclasses.dataclass
+class Edge:
+    """A running SmtpServer with changed limits, and ways to talk to it."""
+
+    server: SmtpServer
+    host: str
+    port: int
+    clients: list[RawClient] = dataclasses.field(default_factory=list)
+
+    async def client(self, *, source: str | None = None) -> RawClient:
+        client = await RawClient.connect(self.host, self.port, source=source)
+        self.clients.append(client)
+        return client
+
+    async def deliver(self, raw: bytes) -> Reply:
+        """One whole transaction on a new connection; the DATA reply."""
+        client = await (await self.client()).greeted()
+        try:
+            await client.start_data()
+            assert (await client.reply()).code == 354
+            client.send(dotted(raw))
+            return await client.reply(within=30)
+        finally:
+            client.close()
+
+    async def until_counted(self, expected: int, within: float = 5) -> None:
+        """Wait until the server counts `expected` open connections (closing takes a turn)."""
+        deadline = time.monotonic() + within
+        while self.server.admission.open != expected:
+            assert time.monotonic() < deadline, (self.server.admission.open, expected)
+            await asyncio.sleep(0.01)
+
+
+StartEdge = Callable[..., Awaitable[Edge]]
+
+
+@pytest.fixture
+async def edge(example: async_sessionmaker[AsyncSession],
+               settings: Settings) -> AsyncIterator[StartEdge]:
+    """Starts a server with the test's limits (`dataclasses.replace` of the settings)."""
+    started: list[Edge] = []
+
+    async def start(**limits: Any) -> Edge:
+        server = SmtpServer(dataclasses.replace(settings, **limits), example)
+        host, port = await server.start()
+        started.append(Edge(server, host, port))
+        return started[-1]
+
+    yield start
+    for served in started:
+        await served.server.stop(grace=2)
+        for client in served.clients:
+            client.close()
