@@ -128,6 +128,8 @@ async def _serve(args: argparse.Namespace, settings: Settings, engine: AsyncEngi
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # SIGHUP reloads the TLS certificate and key (and must never end the daemon).
+    loop.add_signal_handler(signal.SIGHUP, server.reload_tls)
     await stop.wait()
     log.info("smtp.shutdown_requested")
     await server.stop()

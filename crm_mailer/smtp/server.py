@@ -1,9 +1,9 @@
 """The SMTP server on the running event loop: limits at the edge, a graceful drain on shutdown.
 
 At connect: trusted networks and connection limits (access.py), refused before the greeting.
-In the session: a reply and a close after command_timeout of silence; at DATA, a wait for
-one of max_concurrent_messages slots, then the message read into one buffer (data.py)
-within data_timeout.
+In the session: a reply and a close after command_timeout of silence; MAIL and the rest
+refused before STARTTLS when require_tls; at DATA, a wait for one of max_concurrent_messages
+slots, then the message read into one buffer (data.py) within data_timeout.
 
 Shutdown, as measured in FIELD-NOTES: stop listening; new MAIL gets 421; wait for
 in-flight DATA to commit and answer; then tell idle sessions 421 and close them.
@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
+import ssl
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -25,12 +28,18 @@ from crm_mailer.smtp import replies
 from crm_mailer.smtp.access import Admission, Lease, Refusal, client_address
 from crm_mailer.smtp.data import Overflow, read_message
 from crm_mailer.smtp.handler import IngestHandler
+from crm_mailer.smtp.tls import ServerCertificate
 
 log = structlog.get_logger("crm_mailer.smtp")
+
+# RFC 3207 4: what a client may say before STARTTLS when require_tls is set.
+ALLOWED_BEFORE_STARTTLS = frozenset({"EHLO", "HELO", "NOOP", "RSET", "QUIT", "STARTTLS"})
 
 # Seconds a closing connection gets to take its last reply; a client that reads nothing
 # cannot keep its connection (and its place in the limits) open past this.
 CLOSE_GRACE = 5.0
+
+SmtpMethod = Callable[[str], Awaitable[None]]
 
 
 class CrmSMTP(SMTP):
@@ -38,7 +47,7 @@ class CrmSMTP(SMTP):
 
     def __init__(self, handler: IngestHandler, *, settings: Settings, admission: Admission,
                  message_slots: asyncio.Semaphore, connections: set[CrmSMTP],
-                 **kwargs: Any) -> None:
+                 tls_context: ssl.SSLContext | None, **kwargs: Any) -> None:
         # Real mail carries lines far past RFC 5321's 1,000 (HTML newsletters); the
         # size limit still bounds memory. Must be set before SMTP.__init__ reads it.
         self.line_length_limit = settings.max_line_length
@@ -51,8 +60,13 @@ class CrmSMTP(SMTP):
         self._refusal: Refusal | None = None
         self._timeout_reply = replies.S421_COMMAND_TIMEOUT
         super().__init__(handler, data_size_limit=settings.max_message_size,
-                         enable_SMTPUTF8=True, decode_data=False,
+                         enable_SMTPUTF8=True, decode_data=False, tls_context=tls_context,
                          timeout=settings.command_timeout, **kwargs)
+        if settings.require_tls:
+            # aiosmtpd's own require_starttls answers without an enhanced status code.
+            self._smtp_methods = {
+                name: method if name in ALLOWED_BEFORE_STARTTLS else self._after_starttls(method)
+                for name, method in self._smtp_methods.items()}
 
     @property
     def peer(self) -> str:
@@ -71,6 +85,9 @@ class CrmSMTP(SMTP):
             else:
                 self._refusal = verdict
         super().connection_made(transport)
+        if tcp and self._handler_coroutine is not None:
+            # Also when the session ends without connection_lost (a TLS handshake aborted).
+            self._handler_coroutine.add_done_callback(lambda _: self._gone())
 
     def connection_lost(self, error: Exception | None) -> None:
         self._gone()
@@ -95,6 +112,14 @@ class CrmSMTP(SMTP):
         if transport is None or transport.is_closing():
             return
         tcp = self._original_transport or transport
+        if tcp is not transport and self.session and self.session.ssl is None:
+            # Inside a TLS handshake: no plain-text reply. An aborted handshake never
+            # reports connection_lost, so end the session too (that gives its place back).
+            if isinstance(tcp, asyncio.WriteTransport):
+                tcp.abort()
+            if self._handler_coroutine is not None:
+                self._handler_coroutine.cancel()
+            return
         self._writer.write(reply.encode("ascii") + b"\r\n")
         transport.close()
         if isinstance(tcp, asyncio.WriteTransport):
@@ -119,6 +144,17 @@ class CrmSMTP(SMTP):
         # aiosmtpd's own closes without a word; the client should know why.
         log.info("smtp.timeout", peer=self.peer, reply=self._timeout_reply)
         self.close_with(self._timeout_reply)
+
+    # --- require_tls ----------------------------------------------------------------------
+
+    def _after_starttls(self, method: SmtpMethod) -> SmtpMethod:
+        @functools.wraps(method)  # keeps the HELP text
+        async def guarded(arg: str) -> None:
+            if self._tls_protocol is None:
+                await self.push(replies.S530_STARTTLS_FIRST)
+                return
+            await method(arg)
+        return guarded
 
     # --- DATA: a bounded number at once, each in one buffer -------------------------------
 
@@ -197,6 +233,8 @@ class SmtpServer:
         self.connections: set[CrmSMTP] = set()
         self.admission = Admission(settings)
         self.message_slots = asyncio.Semaphore(settings.max_concurrent_messages)
+        self.certificate = (ServerCertificate(settings.tls_cert_file, settings.tls_key_file)
+                            if settings.tls_cert_file else None)
         self._server: asyncio.Server | None = None
         self.hostname = settings.hostname or socket.getfqdn()
 
@@ -207,9 +245,17 @@ class SmtpServer:
             admission=self.admission,
             message_slots=self.message_slots,
             connections=self.connections,
+            tls_context=self.certificate.context if self.certificate else None,
             hostname=self.hostname,
             ident="crm-mailer",
         )
+
+    def reload_tls(self) -> bool:
+        """Read the TLS certificate and key again (SIGHUP); new connections present them."""
+        if self.certificate is None:
+            log.info("tls.reload_skipped", reason="no tls_cert_file configured")
+            return False
+        return self.certificate.reload()
 
     async def start(self, host: str | None = None, port: int | None = None) -> tuple[str, int]:
         """Listen; returns the bound address (port 0 picks a free one)."""
