@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from crm_mailer.errors import SchemaOutdated
 
@@ -34,8 +34,29 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 
-    async with engine.begin() as connection:
-        await connection.run_sync(run)
+    async with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            await _sqlite_foreign_keys(connection, on=False)
+        try:
+            async with connection.begin():
+                await connection.run_sync(run)
+        finally:
+            if sqlite:
+                await _sqlite_foreign_keys(connection, on=True)
+
+
+async def _sqlite_foreign_keys(connection: AsyncConnection, *, on: bool) -> None:
+    """Switch SQLite's foreign keys, outside any transaction (inside, the pragma is ignored).
+
+    Alembic alters a SQLite table by copying it and dropping the old one; with foreign
+    keys on, that DROP deletes every row that refers to the table (ON DELETE CASCADE):
+    altering `tenants` would empty the whole database.
+    """
+    raw = await connection.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None
+    await driver.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:

@@ -7,6 +7,7 @@ from typing import Any
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm_mailer.db import migrate
@@ -34,3 +35,38 @@ async def test_migrations_downgrade_to_nothing_and_back(engine: AsyncEngine) -> 
     assert await migrate.current_revision(engine) is None
     await migrate.upgrade(engine)
     assert await migrate.current_revision(engine) == migrate.head_revision()
+
+
+async def test_0004_rekeys_stored_message_ids_exactly_from_the_raw_bytes(
+        engine: AsyncEngine) -> None:
+    """Rows stored with the old, lossy key get the exact one; nothing else changes."""
+    def downgrade(connection: Any) -> None:
+        config = migrate.alembic_config()
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0003")
+
+    async with engine.begin() as connection:
+        await connection.run_sync(downgrade)
+        await connection.execute(text(
+            "INSERT INTO tenants (id, slug, name, review, created_at) "
+            "VALUES (1, 't', 'T', 'uncertain', CURRENT_TIMESTAMP)"))
+        rows = [
+            (1, "?42@r", False, "Message-ID: <ä42@r>\r\n\r\nx".encode()),  # read lossily
+            (2, "plain@x", False, b"Message-ID: <plain@x>\r\n\r\nx"),
+            (3, "abc@derived.crm-mailer.invalid", True, b"Subject: none\r\n\r\nx"),
+            (4, "nulid@x", False, b"Message-ID: <nul\x00id@x>\r\n\r\nx"),
+        ]
+        for row_id, key, derived, raw in rows:
+            await connection.execute(text(
+                "INSERT INTO inbound_messages (id, tenant_id, message_id, message_id_derived, "
+                "received_at, envelope_sender, envelope_recipients, direction, sender, "
+                "recipients_to, recipients_cc, subject, sent_at, body, attachments, evidence, "
+                "raw) VALUES (:id, 1, :key, :derived, CURRENT_TIMESTAMP, '', '[]', 'inbound', "
+                "'', '[]', '[]', '', CURRENT_TIMESTAMP, '', '[]', '[]', :raw)"),
+                {"id": row_id, "key": key, "derived": derived, "raw": raw})
+    await migrate.upgrade(engine)
+    async with engine.connect() as connection:
+        keys = dict((await connection.execute(
+            text("SELECT id, message_id FROM inbound_messages ORDER BY id"))).all())
+    assert keys == {1: "ä42@r", 2: "plain@x", 3: "abc@derived.crm-mailer.invalid",
+                    4: "nul%00id@x@escaped.crm-mailer.invalid"}
