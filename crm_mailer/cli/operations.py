@@ -14,7 +14,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from crm_mailer.cli.output import cell, print_rows
+from crm_mailer.cli.output import SafeOutput, cell, print_rows
 from crm_mailer.cli.shared import add_action, add_by, scoped
 from crm_mailer.db import migrate, repositories
 from crm_mailer.db.engine import reading, session_factory, writing
@@ -206,7 +206,7 @@ async def _pending_show(args: argparse.Namespace, settings: Settings, engine: As
     if args.format == "json":
         print_rows([item], "json", ())
         return 0
-    out = sys.stdout
+    out = SafeOutput(sys.stdout)
     for key in ("id", "state", "sent_at", "direction", "sender", "to", "cc", "subject"):
         out.write(f"{key:<11} {cell(item[key])}\n")
     if item["resolved_by"]:

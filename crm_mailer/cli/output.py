@@ -3,18 +3,48 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TextIO
+
+# C0 and C1 controls (ESC among them: terminal escape sequences) and the bidirectional
+# overrides that reorder what a terminal shows. Newline and tab stay: text has lines.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+PLACEHOLDER = "\ufffd"
+
+
+def json_line(row: dict[str, Any]) -> str:
+    """One JSON object on a line; C1 and bidi controls escaped too (JSON escapes only C0)."""
+    text = json.dumps(row, ensure_ascii=False)
+    return _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n"
+
+
+def terminal_safe(text: str) -> str:
+    """`text` with every control character replaced by a visible placeholder."""
+    return _UNSAFE.sub(PLACEHOLDER, text)
+
+
+class SafeOutput:
+    """A text stream for people: whatever the mail held, no control sequence gets through."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        return self.stream.write(terminal_safe(text))
 
 
 def print_rows(rows: Sequence[dict[str, Any]], fmt: str, columns: Sequence[str]) -> None:
-    """`json`: one object per line; `table`: the named columns, aligned, with a count."""
-    out = sys.stdout
+    """`json`: one object per line; `table`: the named columns, aligned, with a count.
+
+    JSON escapes control characters itself; the table replaces them.
+    """
     if fmt == "json":
         for row in rows:
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            sys.stdout.write(json_line(row))
         return
+    out = SafeOutput(sys.stdout)
     table = [[cell(row.get(c)) for c in columns] for row in rows]
     widths = [min(60, max([len(c), *(len(r[i]) for r in table)])) for i, c in enumerate(columns)]
     out.write("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()
