@@ -198,7 +198,7 @@ async def ingest(sessions: async_sessionmaker[AsyncSession], *, raw: bytes,
         return await keep_unprocessable(
             sessions, raw=raw, message_id=message_id, derived=derived,
             envelope_sender=envelope_sender, recipients=recipients,
-            local_part=config.local_part, error=_describe(exc), started=started)
+            local_part=config.local_part, error=describe_error(exc), started=started)
 
 
 def _null_sender_only_for_reports(envelope_sender: str | None, block: HeaderBlock) -> None:
@@ -260,7 +260,8 @@ async def _sender_check(sessions: async_sessionmaker[AsyncSession], raw: bytes,
     raise SenderNotAuthorized("Sender is not authorized to file mail for this CRM")
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
+    """An exception as one bounded line for the stored message and the queue."""
     text = f"{type(exc).__name__}: {exc}"
     return text if len(text) <= _MAX_ERROR else text[:_MAX_ERROR - 1] + "…"
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm_mailer import __version__
-from crm_mailer.cli import leads, operations
+from crm_mailer.cli import leads, messages, operations
 from crm_mailer.db import migrate
 from crm_mailer.db.engine import create_engine
 from crm_mailer.errors import ConfigError, CrmMailerError
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     operations.register(commands)
     leads.register(commands)
+    messages.register(commands)
     return parser
 
 

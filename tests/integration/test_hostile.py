@@ -15,10 +15,14 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from crm_mailer.db.models import InboundMessage
+from crm_mailer.db.engine import writing
+from crm_mailer.db.models import InboundMessage, PendingMatch, PendingState
+from crm_mailer.ingest import IngestConfig
+from crm_mailer.leads.scope import tenant_scope
 from crm_mailer.matching import pipeline
+from crm_mailer.reprocess import reprocess
 from tests import factories
-from tests.conftest import Reply, SmtpClient
+from tests.conftest import Reply, SmtpClient, load_directory
 from tests.integration.test_smtp_ingest import history, pending
 
 
@@ -222,3 +226,48 @@ async def test_with_a_tenant_an_unknown_host_is_still_refused(
         example: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
     reply: Reply = await smtp.rcpt("crm@unknown.example")
     assert (reply.code, reply.text[:5]) == (550, "5.1.1")
+
+
+async def test_reprocess_files_unprocessable_mail_once_the_bug_is_fixed(
+        example: async_sessionmaker[AsyncSession], smtp: SmtpClient,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object) -> object:
+        raise ZeroDivisionError("a deterministic bug")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline, "run", broken)
+        assert (await smtp.send(factories.mail(message_id="<fixed@xyz.de>"))).code == 250
+        assert (await smtp.send(factories.mail(message_id="<other@xyz.de>",
+                                               subject="no number"))).code == 250
+    async with writing(example) as session:
+        tenant = await tenant_scope(session, "xyz")
+        report = await reprocess(session, tenant, IngestConfig())
+    assert report == {"filed": 1, "queued": 1}
+    [entry] = await history(example)
+    assert (entry["message_id"], entry["lead"], entry["filed_by"]) == \
+        ("fixed@xyz.de", 11111, "crm-mailer (reprocess)")
+    [waiting] = await pending(example)
+    assert waiting["message_id"] == "other@xyz.de" and waiting["reasons"] == ["no_number"]
+    assert waiting["error"] is None and waiting["subject"] == "no number"
+    async with writing(example) as session:  # nothing is left to reprocess
+        tenant = await tenant_scope(session, "xyz")
+        assert await reprocess(session, tenant, IngestConfig()) == \
+            {"skipped (not unprocessable)": 1}
+
+
+async def test_reprocess_rejects_mail_the_tenants_policy_now_refuses(
+        example: async_sessionmaker[AsyncSession], smtp: SmtpClient,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline, "run", lambda *args: 1 / 0)
+        assert (await smtp.send(factories.mail())).code == 250
+    await load_directory(example, factories.directory(sender_policy="dkim"))
+    async with writing(example) as session:
+        tenant = await tenant_scope(session, "xyz")
+        report = await reprocess(session, tenant, IngestConfig())
+    assert report == {"refused": 1}
+    assert await pending(example) == []  # rejected: kept for audit, no longer waiting
+    async with example() as session:
+        item = await session.scalar(select(PendingMatch))
+        assert item is not None and item.state is PendingState.REJECTED
+        assert "not proven under policy 'dkim'" in (item.note or "")
