@@ -67,7 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
-    engine = create_engine(settings.effective_database_url)
+    engine = create_engine(settings.effective_database_url,
+                           create_directory=settings.uses_embedded_database)
     try:
         if getattr(args, "schema", True):
             await _ensure_schema(engine, settings)

@@ -44,14 +44,24 @@ def normalize_database_url(url: str) -> str:
     )
 
 
-def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """An engine for the URL; SQLite gets WAL, foreign keys and write-locking transactions."""
+def create_engine(url: str, *, create_directory: bool = False, **kwargs: Any) -> AsyncEngine:
+    """An engine for the URL; SQLite gets WAL, foreign keys and write-locking transactions.
+
+    `create_directory`: make the SQLite file's directory (the embedded default's state
+    directory). A configured path whose directory is missing is a configuration error:
+    most likely a typo, and a database made there would start empty.
+    """
     url = normalize_database_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
         if database and database != ":memory:" and not database.startswith("file:"):
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            directory = Path(database).expanduser().parent
+            if create_directory:
+                directory.mkdir(parents=True, exist_ok=True)
+            elif not directory.is_dir():
+                raise ConfigError(f"config key 'database_url': the directory {str(directory)!r} "
+                                  "of the SQLite database does not exist")
         kwargs.setdefault("connect_args", {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         engine = create_async_engine(url, **kwargs)
         _configure_sqlite(engine)

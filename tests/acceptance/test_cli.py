@@ -126,6 +126,16 @@ def test_invalid_config_names_the_key_and_exits_2(tmp_path: Path) -> None:
     assert result.returncode == 2 and "listen_prot" in result.stderr
 
 
+def test_a_configured_sqlite_path_in_a_missing_directory_stops_serve_at_start(
+        tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-dir" / "crm.sqlite3"
+    env = cli_env(tmp_path, CRM_MAILER_DATABASE_URL=f"sqlite:///{missing}")
+    result = crm_mailer(env, "serve", "--port", "0")
+    assert result.returncode == 2, result.stderr
+    assert "does not exist" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not missing.parent.exists()
+
+
 def test_import_error_names_tenant_and_record_and_changes_nothing(tmp_path: Path) -> None:
     env = cli_env(tmp_path)
     document = factories.directory()
