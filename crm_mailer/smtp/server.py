@@ -23,6 +23,8 @@ import structlog
 from aiosmtpd.smtp import MISSING, SMTP, syntax
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from crm_mailer.ingest import IngestConfig
+from crm_mailer.mail.proof import DnsTxt
 from crm_mailer.settings import Settings
 from crm_mailer.smtp import replies
 from crm_mailer.smtp.access import Admission, Lease, Refusal, client_address
@@ -227,9 +229,12 @@ class CrmSMTP(SMTP):
 class SmtpServer:
     """crm_mailer's listening SMTP server."""
 
-    def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession], *,
+                 dns_txt: DnsTxt | None = None) -> None:
+        """`dns_txt` answers DKIM key lookups; None: the system's resolver."""
         self.settings = settings
-        self.handler = IngestHandler(sessions, settings.local_part)
+        self.handler = IngestHandler(sessions, settings.local_part,
+                                     IngestConfig.from_settings(settings, dns_txt))
         self.connections: set[CrmSMTP] = set()
         self.admission = Admission(settings)
         self.message_slots = asyncio.Semaphore(settings.max_concurrent_messages)
