@@ -25,6 +25,7 @@ from crm_mailer.errors import MessageMalformed, SenderNotProven
 from crm_mailer.mail.addresses import element_addresses, normalize_address, split_address_list
 from crm_mailer.mail.header_block import HeaderBlock, read_header_block
 from crm_mailer.mail.html import html_to_text
+from crm_mailer.mail.slim import slim
 
 
 class _CachingHeaderRegistry(HeaderRegistry):
@@ -62,6 +63,8 @@ _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _FOLD_BYTES = re.compile(rb"\r?\n(?=[ \t])")
 _LINEBREAK = re.compile(r"[\r\n]+")
 _TRACE_HEADER = re.compile(rb"^(received|return-path|delivered-to|x-original-to):", re.IGNORECASE)
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+_HASH_CHUNK = 1 << 18
 _ANGLE_ID_BYTES = re.compile(rb"<([^<>]+)>")
 _SURROGATE = re.compile("[\udc80-\udcff]")  # bytes the ASCII codec could not read
 _MAX_MESSAGE_ID = 255
@@ -250,18 +253,41 @@ def message_key(block: HeaderBlock | None, raw_message: bytes) -> tuple[str, boo
 
 
 def derive_message_id(raw_message: bytes) -> str:
-    """A stable Message-ID from the message bytes, ignoring trace headers that relays prepend."""
-    lines = raw_message.splitlines(keepends=True)
-    start = 0
-    while start < len(lines):
-        if _TRACE_HEADER.match(lines[start]):
-            start += 1
-            while start < len(lines) and lines[start][:1] in (b" ", b"\t"):
-                start += 1
+    """A stable Message-ID from the message bytes, ignoring trace headers that relays prepend.
+
+    The hash is of the bytes after those headers with every line end read as LF (so
+    CRLF and LF copies agree), taken in chunks: a copy of the message is never made.
+    """
+    position = _after_trace_headers(raw_message)
+    digest = hashlib.sha256()
+    end = len(raw_message)
+    while position < end:
+        stop = min(end, position + _HASH_CHUNK)
+        if raw_message[stop - 1:stop] == b"\r" and stop < end:
+            stop -= 1  # keep a CRLF that straddles the chunk together
+        chunk = raw_message[position:stop]
+        digest.update(_LINE_END.sub(b"\n", chunk))
+        position = stop
+    if raw_message[position - 1:position] not in (b"\n", b"\r") and end > 0 \
+            and _after_trace_headers(raw_message) < end:
+        digest.update(b"\n")  # the last line counts as ended
+    return f"{digest.hexdigest()[:40]}@{DERIVED_ID_DOMAIN}"
+
+
+def _after_trace_headers(raw: bytes) -> int:
+    """Where the message starts once the trace headers relays prepend are skipped."""
+    position = 0
+    in_trace = False
+    while position < len(raw):
+        line_end = _LINE_END.search(raw, position)
+        next_line = line_end.end() if line_end else len(raw)
+        line = raw[position:min(next_line, position + 64)]
+        if _TRACE_HEADER.match(line) or (in_trace and line[:1] in (b" ", b"\t")):
+            in_trace = True
+            position = next_line
         else:
             break
-    content = b"".join(line.rstrip(b"\r\n") + b"\n" for line in lines[start:])
-    return f"{hashlib.sha256(content).hexdigest()[:40]}@{DERIVED_ID_DOMAIN}"
+    return position
 
 
 def _sent_at(raw: bytes | None) -> dt.datetime | None:
@@ -359,7 +385,8 @@ def _tidy(text: str) -> str:
     return "\n".join(out).strip("\n")
 
 
-def _attachments(msg: Message, body_part: Message | None) -> tuple[Attachment, ...]:
+def _attachments(msg: Message, body_part: Message | None,
+                 size_header: str) -> tuple[Attachment, ...]:
     found: list[Attachment] = []
     for leaf in _leaves(msg):
         if len(found) >= _MAX_ATTACHMENTS:
@@ -368,7 +395,8 @@ def _attachments(msg: Message, body_part: Message | None) -> tuple[Attachment, .
             continue
         if not _safe(_is_attachment, leaf):
             continue
-        found.append(Attachment(_filename(leaf), leaf.get_content_type(), _payload_size(leaf)))
+        found.append(Attachment(_filename(leaf), leaf.get_content_type(),
+                                _payload_size(leaf, size_header)))
     return tuple(found)
 
 
@@ -396,7 +424,10 @@ def _filename(part: Message) -> str | None:
     return None
 
 
-def _payload_size(part: Message) -> int:
+def _payload_size(part: Message, size_header: str) -> int:
+    cut = part.get(size_header)
+    if cut is not None:  # left out before parsing; its decoded size was noted
+        return int(str(cut))
     payload = _decoded_payload(part)
     if payload is not None:
         return len(payload)
@@ -404,30 +435,6 @@ def _payload_size(part: Message) -> int:
         return len(part.as_bytes()) if part.is_multipart() else 0
     except Exception:
         return 0
-
-
-def _nesting_estimate(raw: bytes, ceiling: int) -> int:
-    """How deep multiparts nest, from one linear scan; stops counting past `ceiling`.
-
-    A boundary counts once it is declared (`boundary=`) and also used as a delimiter
-    line; a closing delimiter ends every level opened after its own. This bounds the
-    standard library's parser, which tests each line against every open boundary.
-    """
-    used = {m.group(1) for m in _DELIMITER.finditer(raw)}
-    stack: list[bytes] = []
-    for mark in _MIME_MARK.finditer(raw):
-        declared = mark.group(1) or mark.group(2)
-        if declared is not None:
-            if declared in used:
-                stack.append(declared)
-                if len(stack) > ceiling:
-                    break
-            continue
-        delimiter = mark.group(3)
-        if delimiter in stack:
-            level = len(stack) - 1 - stack[::-1].index(delimiter)
-            del stack[level + (0 if mark.group(4) else 1):]
-    return len(stack)
 
 
 def _shape(msg: Message) -> tuple[int, int]:
@@ -444,15 +451,17 @@ def _shape(msg: Message) -> tuple[int, int]:
     return deepest, parts
 
 
-def _structure(raw: bytes, limits: Limits) -> Message:
-    """The parsed MIME tree; refused when it nests deeper or has more parts than allowed."""
+def _structure(raw: bytes, limits: Limits, block: HeaderBlock) -> tuple[Message, str]:
+    """The parsed MIME tree of the slimmed message, and the header naming cut sizes.
+
+    Refused when it nests deeper or has more parts than allowed.
+    """
+    slimmed = slim(raw, block, max_depth=limits.max_mime_depth,
+                   max_parts=limits.max_mime_parts, max_header_size=limits.max_header_size)
+    raw = slimmed.raw
+    policy = _POLICY if raw.count(b"\n--") <= _MAX_BOUNDARY_LINES else email.policy.compat32
     too_deep = MessageMalformed(f"MIME parts nest deeper than {limits.max_mime_depth} levels "
                                 "(max_mime_depth)")
-    declarations = len(_BOUNDARY_PARAM.findall(raw))
-    if declarations > limits.max_mime_depth and \
-            _nesting_estimate(raw, limits.max_mime_depth) > limits.max_mime_depth:
-        raise too_deep
-    policy = _POLICY if raw.count(b"\n--") <= _MAX_BOUNDARY_LINES else email.policy.compat32
     try:
         msg = email.message_from_bytes(raw, _class=EmailMessage, policy=policy)
         depth, parts = _shape(msg)
@@ -463,12 +472,12 @@ def _structure(raw: bytes, limits: Limits) -> Message:
     if parts > limits.max_mime_parts:
         raise MessageMalformed(f"Message has more than {limits.max_mime_parts} MIME parts "
                                "(max_mime_parts)")
-    return msg
+    return msg, slimmed.size_header
 
 
-def _content(msg: Message) -> tuple[str, tuple[Attachment, ...]]:
+def _content(msg: Message, size_header: str) -> tuple[str, tuple[Attachment, ...]]:
     body_part = _body_part(msg)
-    return _body(body_part), _attachments(msg, body_part)
+    return _body(body_part), _attachments(msg, body_part, size_header)
 
 
 def _first_text(block: HeaderBlock, name: str) -> str:
@@ -486,8 +495,8 @@ def parse_message(raw: bytes, limits: Limits = DEFAULT_LIMITS,
         block = header_block(raw, limits)
     from_addresses = header_addresses(block, "from", limits)
     message_id, derived = message_key(block, raw)
-    msg = _structure(block.message_for_parser(raw), limits)
-    body, attachments = _content(msg)
+    msg, size_header = _structure(block.message_for_parser(raw), limits, block)
+    body, attachments = _content(msg, size_header)
     return ParsedMessage(
         message_id=message_id,
         message_id_derived=derived,

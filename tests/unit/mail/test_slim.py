@@ -1,0 +1,124 @@
+"""Big payloads are left out before parsing; names, types and exact sizes stay."""
+
+from __future__ import annotations
+
+import base64
+import email
+import email.policy
+import os
+import time
+import tracemalloc
+from email.message import EmailMessage
+
+import pytest
+
+from crm_mailer.errors import MessageMalformed
+from crm_mailer.mail.parse import header_block, parse_message
+from crm_mailer.mail.slim import CUT_FROM, TEXT_KEEP, slim
+
+
+def with_attachment(payload: bytes, *, cte: str = "base64", body: str = "Hallo") -> bytes:
+    message = EmailMessage()
+    message["From"] = "alice@xyz.de"
+    message["Subject"] = "XYZ Lead 11111"
+    message.set_content(body)
+    message.add_attachment(payload, maintype="application", subtype="pdf",
+                           filename="Angebot.pdf", cte=cte)
+    return message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+
+
+@pytest.mark.parametrize("size", [CUT_FROM, CUT_FROM + 1, 10_000, 100_001, 100_002, 100_003])
+@pytest.mark.parametrize("cte", ["base64", "quoted-printable"])
+def test_a_cut_attachment_keeps_its_exact_decoded_size(size: int, cte: str) -> None:
+    payload = os.urandom(size)
+    parsed = parse_message(with_attachment(payload, cte=cte))
+    [attachment] = parsed.attachments
+    assert (attachment.filename, attachment.content_type, attachment.size) == \
+        ("Angebot.pdf", "application/pdf", size)
+    assert parsed.body == "Hallo"
+
+
+def test_the_slimmed_message_leaves_the_payload_out() -> None:
+    raw = with_attachment(os.urandom(200_000))
+    slimmed = slim(raw, header_block(raw), max_depth=50, max_parts=1000,
+                   max_header_size=262_144)
+    assert len(slimmed.raw) < 2000
+    assert slimmed.size_header.encode() + b": 200000" in slimmed.raw
+
+
+def test_a_sender_cannot_forge_the_size_header() -> None:
+    forged = b"X-Crm-Mailer-Size-0000000000000000: 999\r\n"
+    raw = with_attachment(b"x" * 100).replace(b"Content-Disposition:", forged +
+                                               b"Content-Disposition:", 1)
+    assert parse_message(raw).attachments[0].size == 100
+
+
+def test_a_huge_text_part_is_read_up_to_the_text_limit() -> None:
+    line = "Zeile mit Text\n"
+    parsed = parse_message(with_attachment(b"x", body=line * (2 * TEXT_KEEP // len(line))))
+    assert TEXT_KEEP // 2 < len(parsed.body) <= TEXT_KEEP
+    assert parsed.body.endswith("Zeile mit Text")
+
+
+def test_parsing_a_20_mb_message_needs_little_memory_and_time() -> None:
+    raw = with_attachment(os.urandom(15 * 1024 * 1024))
+    started = time.perf_counter()
+    tracemalloc.start()
+    try:
+        parsed = parse_message(raw)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert parsed.attachments[0].size == 15 * 1024 * 1024
+    assert peak < len(raw) // 4, peak
+    assert time.perf_counter() - started < 5
+
+
+def test_a_multipart_without_its_close_delimiter_keeps_its_last_part() -> None:
+    raw = with_attachment(os.urandom(50_000))
+    raw = raw[:raw.rindex(b"--")]  # cut the close delimiter off
+    assert parse_message(raw).attachments[0].filename == "Angebot.pdf"
+
+
+@pytest.mark.parametrize("encoded", [False, True])
+def test_a_nested_message_is_slimmed_too(encoded: bool) -> None:
+    inner = with_attachment(os.urandom(60_000))
+    outer = EmailMessage()
+    outer["From"] = "alice@xyz.de"
+    outer.set_content("Weitergeleitet")
+    if encoded:  # some clients base64 an attached message (RFC 2046 forbids it)
+        outer.add_attachment(inner, maintype="message", subtype="rfc822")
+    else:
+        outer.add_attachment(email.message_from_bytes(inner, policy=email.policy.default))
+    raw = outer.as_bytes(policy=outer.policy.clone(linesep="\r\n"))
+    slimmed = slim(raw, header_block(raw), max_depth=50, max_parts=1000,
+                   max_header_size=262_144)
+    assert len(slimmed.raw) < 4000
+    assert parse_message(raw).attachments[0].content_type == "message/rfc822"
+
+
+@pytest.mark.parametrize("field, message", [
+    (b"Content-Type: text/plain" + b";" * 201, "more than 200 parameters"),
+    (b"Content-Type: text/plain; name=" + b"x" * 17_000, "longer than 16384 bytes"),
+    (b"Content-Disposition: attachment; a=" + b"(" * 20 + b")" * 20, "nests comments"),
+])
+def test_mime_fields_the_parser_would_choke_on_are_refused_fast(field: bytes,
+                                                              message: str) -> None:
+    raw = (b"From: alice@xyz.de\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n"
+           + field + b"\r\n\r\nbody\r\n--x--\r\n")
+    started = time.perf_counter()
+    with pytest.raises(MessageMalformed, match=message):
+        parse_message(raw)
+    assert time.perf_counter() - started < 0.5
+
+
+def test_a_quoted_file_name_with_parentheses_is_fine() -> None:
+    raw = with_attachment(b"x").replace(b'filename="Angebot.pdf"',
+                                        b'filename="Angebot (1) ((2)).pdf"')
+    assert parse_message(raw).attachments[0].filename == "Angebot (1) ((2)).pdf"
+
+
+def test_bad_base64_still_gets_a_size_and_no_exception() -> None:
+    body = base64.encodebytes(os.urandom(9000)).replace(b"A", b"!")
+    raw = with_attachment(b"x").replace(base64.encodebytes(b"x").rstrip(), body.rstrip())
+    assert parse_message(raw).attachments[0].size > 0
