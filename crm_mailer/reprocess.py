@@ -63,7 +63,7 @@ async def reprocess(session: AsyncSession, tenant: TenantScope, config: IngestCo
 async def _again(session: AsyncSession, tenant: repositories.TenantRef, pending: PendingMatch,
                  config: IngestConfig) -> str:
     message = pending.message
-    raw = message.raw
+    raw = await repositories.raw_message(session, message)
     try:
         block = header_block(raw, config.limits, smtp=True)
         claim = sender_claim(block, config.limits)

@@ -289,9 +289,22 @@ class InboundMessage(Base):
     body: Mapped[str] = mapped_column(Text, default="")
     attachments: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     evidence: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # The message as received; a large one is kept in MessageChunk rows instead (raw is
+    # then empty and raw_chunks says how many), so no database driver copies it whole.
     raw: Mapped[bytes] = mapped_column(LargeBinary)
+    raw_chunks: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     # Why the message could not be read or matched (then it waits as `unprocessable`).
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class MessageChunk(Base):
+    """One slice, in order, of a large received message's bytes."""
+
+    __tablename__ = "message_chunks"
+    inbound_message_id: Mapped[int] = mapped_column(
+        ForeignKey("inbound_messages.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class HistoryEntry(Base):

@@ -21,6 +21,7 @@ from crm_mailer.db.models import (
     HistoryParticipant,
     InboundMessage,
     Lead,
+    MessageChunk,
     PendingMatch,
     PendingState,
     Project,
@@ -190,7 +191,34 @@ async def insert_message_once(session: AsyncSession, values: dict[str, Any]) -> 
     values.setdefault("error", None)
     for column in ("envelope_sender", "sender"):  # never fail on a value that cannot fit
         values[column] = fit(values[column], _ADDRESS_COLUMN)
-    return (await connection.execute(statement, values)).scalar_one_or_none()
+    raw: bytes = values["raw"]
+    chunked = len(raw) > RAW_CHUNK
+    if chunked:
+        values = {**values, "raw": b"", "raw_chunks": -(-len(raw) // RAW_CHUNK)}
+    row_id: int | None = (await connection.execute(statement, values)).scalar_one_or_none()
+    if row_id is not None and chunked:
+        view = memoryview(raw)
+        for seq, start in enumerate(range(0, len(raw), RAW_CHUNK)):
+            await connection.execute(_INSERT_CHUNK, {
+                "inbound_message_id": row_id, "seq": seq,
+                "data": bytes(view[start:start + RAW_CHUNK])})
+    return row_id
+
+
+# Drivers copy a value whole, some more than once (asyncpg's buffer, SQLite's record):
+# a large message goes in slices so that storing it costs little more than holding it.
+RAW_CHUNK = 1 << 20
+_INSERT_CHUNK = insert(MessageChunk)
+
+
+async def raw_message(session: AsyncSession, message: InboundMessage) -> bytes:
+    """The message's bytes as received, from the row or from its chunks."""
+    if not message.raw_chunks:
+        return message.raw
+    chunks = await session.scalars(select(MessageChunk.data)
+                                   .where(MessageChunk.inbound_message_id == message.id)
+                                   .order_by(MessageChunk.seq))
+    return b"".join(chunks)
 
 
 _ADDRESS_COLUMN = 320

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from crm_mailer.db import repositories
 from crm_mailer.db.engine import writing
 from crm_mailer.db.models import InboundMessage, PendingMatch, PendingState
 from crm_mailer.ingest import IngestConfig
@@ -271,3 +272,14 @@ async def test_reprocess_rejects_mail_the_tenants_policy_now_refuses(
         item = await session.scalar(select(PendingMatch))
         assert item is not None and item.state is PendingState.REJECTED
         assert "not proven under policy 'dkim'" in (item.note or "")
+
+
+async def test_a_large_message_is_stored_in_slices_and_read_back_exactly(
+        example: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    raw = factories.mail(body="Zeile\n" * 600_000)  # ~4 MB: a few slices
+    assert (await smtp.send(raw)).code == 250
+    async with example() as session:
+        message = await session.scalar(select(InboundMessage))
+        assert message is not None and message.raw == b""
+        assert message.raw_chunks == -(-len(raw) // repositories.RAW_CHUNK) > 1
+        assert await repositories.raw_message(session, message) == raw

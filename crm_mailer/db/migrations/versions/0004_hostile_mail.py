@@ -1,4 +1,4 @@
-"""hostile mail: exact Message-IDs, unprocessable messages, sender policy per tenant
+"""hostile mail: exact Message-IDs, unprocessable messages, sender policy, raw in chunks
 
 Revision ID: 0004
 Revises: 0003
@@ -64,7 +64,19 @@ def upgrade() -> None:
             server_default="aligned", nullable=False))
     with op.batch_alter_table("inbound_messages") as batch_op:
         batch_op.add_column(sa.Column("error", sa.Text(), nullable=True))
+        batch_op.add_column(sa.Column("raw_chunks", sa.Integer(), server_default=sa.text("0"),
+                                      nullable=False))
         batch_op.alter_column("direction", existing_type=sa.String(length=16), nullable=True)
+    op.create_table(
+        "message_chunks",
+        sa.Column("inbound_message_id", sa.Integer(), nullable=False),
+        sa.Column("seq", sa.Integer(), nullable=False),
+        sa.Column("data", sa.LargeBinary(), nullable=False),
+        sa.ForeignKeyConstraint(["inbound_message_id"], ["inbound_messages.id"],
+                                name=op.f("fk_message_chunks_inbound_message_id_inbound_messages"),
+                                ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("inbound_message_id", "seq", name=op.f("pk_message_chunks")),
+    )
     op.execute(HISTORY_VIEW)
     op.execute(PENDING_VIEW)
     _rekey_message_ids()
@@ -108,7 +120,9 @@ def _rekey_message_ids() -> None:
 def downgrade() -> None:
     op.execute("DROP VIEW crm_pending")
     op.execute("DROP VIEW crm_history")
+    op.drop_table("message_chunks")
     with op.batch_alter_table("inbound_messages") as batch_op:
+        batch_op.drop_column("raw_chunks")
         batch_op.drop_column("error")
     with op.batch_alter_table("tenants") as batch_op:
         batch_op.drop_constraint(op.f("ck_tenants_sender_policy"), type_="check")
