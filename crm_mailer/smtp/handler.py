@@ -52,6 +52,13 @@ class IngestHandler:
         self.idle = asyncio.Event()
         self.idle.set()
 
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope,
+                          hostname: str, responses: list[str]) -> list[str]:
+        """Never advertise AUTH: relays are admitted by network, and aiosmtpd's built-in
+        mechanisms would only ever fail a relay that tried its credentials."""
+        session.host_name = hostname
+        return [line for line in responses if not line.startswith("250-AUTH")]
+
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, mail_options: list[str]) -> str:
         if self.draining:

@@ -7,6 +7,7 @@ filing through the header, no bounce for want of a directory.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import smtplib
 import socket
 import time
@@ -22,8 +23,10 @@ from crm_mailer.ingest import IngestConfig
 from crm_mailer.leads.scope import tenant_scope
 from crm_mailer.matching import pipeline
 from crm_mailer.reprocess import reprocess
+from crm_mailer.settings import Settings
+from crm_mailer.smtp.server import SmtpServer
 from tests import factories
-from tests.conftest import Reply, SmtpClient, load_directory
+from tests.conftest import Reply, SmtpClient, load_directory, no_dns
 from tests.integration.test_smtp_ingest import history, pending
 
 
@@ -283,3 +286,19 @@ async def test_a_large_message_is_stored_in_slices_and_read_back_exactly(
         assert message is not None and message.raw == b""
         assert message.raw_chunks == -(-len(raw) // repositories.RAW_CHUNK) > 1
         assert await repositories.raw_message(session, message) == raw
+
+
+async def test_reading_past_the_processing_timeout_keeps_the_mail_as_unprocessable(
+        example: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+    hurried = dataclasses.replace(settings, processing_timeout=0.000_001)
+    server = SmtpServer(hurried, example, dns_txt=no_dns)
+    host, port = await server.start()
+    try:
+        raw = factories.mail(body="Zeile\n" * 20_000)  # over 64 KiB: read in a thread
+        reply = await SmtpClient(host, port).send(raw)
+    finally:
+        await server.stop(grace=5)
+    assert reply.code == 250 and "could not be processed" in reply.text, reply
+    [waiting] = await pending(example)
+    assert waiting["reasons"] == ["unprocessable"]
+    assert "processing_timeout" in waiting["error"]

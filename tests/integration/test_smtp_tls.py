@@ -112,6 +112,7 @@ async def test_starttls_is_offered_and_mail_is_delivered_over_it(
             client.starttls(context=context)
             client.ehlo("client.test")
             assert not client.has_extn("starttls")  # offered once, before it is in use
+            assert not client.has_extn("auth")  # relays deliver by network, not by login
             client.mail("alice@xyz.de")
             client.rcpt("crm@xyz.hq.example")
             return client.data(factories.mail(message_id="<tls@xyz.de>"))
