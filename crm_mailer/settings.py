@@ -51,6 +51,7 @@ class Settings:
     max_connections: int = 200
     max_connections_per_client: int = 20
     max_concurrent_messages: int = 8
+    max_messages_per_client: int = 4
     command_timeout: float = 300.0
     data_timeout: float = 600.0
     processing_timeout: float = 30.0
@@ -94,6 +95,7 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
     "max_connections": (1, 1_000_000),
     "max_connections_per_client": (1, 1_000_000),
     "max_concurrent_messages": (1, 10_000),
+    "max_messages_per_client": (1, 10_000),
 }
 
 _TRUE = ("1", "true", "yes", "on")

@@ -7,6 +7,7 @@ A refused connection is told why and closed; it is never counted.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections import Counter
 from collections.abc import Iterable
@@ -109,3 +110,44 @@ class Admission:
         self.per_client[client] -= 1
         if self.per_client[client] <= 0:
             del self.per_client[client]  # the map holds connected clients only
+
+
+class MessageSlots:
+    """At most `total` messages in DATA at once, and at most `per_client` of one address.
+
+    Without the second bound one client's slow DATA transfers could hold every slot until
+    data_timeout and make everyone else wait.
+    """
+
+    def __init__(self, total: int, per_client: int) -> None:
+        self._total = asyncio.Semaphore(total)
+        self._per_client = per_client
+        self._clients: dict[str, asyncio.Semaphore] = {}
+        self._users: Counter[str] = Counter()
+
+    async def acquire(self, client: str) -> None:
+        """Wait for a slot of the client's and one of all; cancellation takes none."""
+        own = self._clients.setdefault(client, asyncio.Semaphore(self._per_client))
+        self._users[client] += 1
+        try:
+            await own.acquire()
+            try:
+                await self._total.acquire()
+            except BaseException:
+                own.release()
+                raise
+        except BaseException:
+            self._forget(client)
+            raise
+
+    def release(self, client: str) -> None:
+        """Give back what acquire() took."""
+        self._total.release()
+        self._clients[client].release()
+        self._forget(client)
+
+    def _forget(self, client: str) -> None:
+        self._users[client] -= 1
+        if self._users[client] <= 0:
+            del self._users[client]
+            del self._clients[client]

@@ -27,7 +27,7 @@ from crm_mailer.ingest import IngestConfig
 from crm_mailer.mail.proof import DnsTxt
 from crm_mailer.settings import Settings
 from crm_mailer.smtp import replies
-from crm_mailer.smtp.access import Admission, Lease, Refusal, client_address
+from crm_mailer.smtp.access import Admission, Lease, MessageSlots, Refusal, client_address
 from crm_mailer.smtp.data import Overflow, read_message
 from crm_mailer.smtp.handler import IngestHandler
 from crm_mailer.smtp.tls import ServerCertificate
@@ -48,7 +48,7 @@ class CrmSMTP(SMTP):
     """One client's SMTP session: aiosmtpd's, with crm_mailer's limits at the edge."""
 
     def __init__(self, handler: IngestHandler, *, settings: Settings, admission: Admission,
-                 message_slots: asyncio.Semaphore, connections: set[CrmSMTP],
+                 message_slots: MessageSlots, connections: set[CrmSMTP],
                  tls_context: ssl.SSLContext | None, **kwargs: Any) -> None:
         # Real mail carries lines far past RFC 5321's 1,000 (HTML newsletters); the
         # size limit still bounds memory. Must be set before SMTP.__init__ reads it.
@@ -57,6 +57,7 @@ class CrmSMTP(SMTP):
         self._data_timeout = settings.data_timeout
         self._admission = admission
         self._message_slots = message_slots
+        self._slot_owner = ""
         self._connections = connections
         self._lease: Lease | None = None
         self._refusal: Refusal | None = None
@@ -179,7 +180,7 @@ class CrmSMTP(SMTP):
         try:
             reply = await self._receive_and_deliver()
         finally:
-            self._message_slots.release()
+            self._message_slots.release(self._slot_owner)
             if self.transport is not None:  # back to waiting for the next command
                 self._reset_timeout()
         await self.push(reply)
@@ -187,9 +188,10 @@ class CrmSMTP(SMTP):
     async def _take_message_slot(self) -> bool:
         """Wait at most data_timeout for a free slot; False when the client was answered."""
         self._disarm()  # waiting is the server's doing, not the client's silence
+        self._slot_owner = self.peer
         try:
             async with asyncio.timeout(self._data_timeout):
-                await self._message_slots.acquire()
+                await self._message_slots.acquire(self._slot_owner)
         except TimeoutError:
             log.warning("smtp.busy", peer=self.peer, waited=self._data_timeout)
             self.envelope = self._create_envelope()
@@ -197,7 +199,7 @@ class CrmSMTP(SMTP):
             await self.push(replies.S451_BUSY)
             return False
         if self.event_handler.draining:  # shutdown began while it waited
-            self._message_slots.release()
+            self._message_slots.release(self._slot_owner)
             self.close_with(replies.S421_SHUTTING_DOWN)
             return False
         return True
@@ -237,7 +239,8 @@ class SmtpServer:
                                      IngestConfig.from_settings(settings, dns_txt))
         self.connections: set[CrmSMTP] = set()
         self.admission = Admission(settings)
-        self.message_slots = asyncio.Semaphore(settings.max_concurrent_messages)
+        self.message_slots = MessageSlots(settings.max_concurrent_messages,
+                                          settings.max_messages_per_client)
         self.certificate = (ServerCertificate(settings.tls_cert_file, settings.tls_key_file)
                             if settings.tls_cert_file else None)
         self._server: asyncio.Server | None = None

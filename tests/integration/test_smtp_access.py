@@ -280,6 +280,27 @@ async def test_a_client_leaving_while_it_waits_takes_no_slot_with_it(edge: Start
     assert (await next_one.reply()).code == 354
 
 
+async def test_one_client_cannot_take_every_message_slot(
+        edge: StartEdge, example: async_sessionmaker[AsyncSession]) -> None:
+    served = await edge(max_concurrent_messages=3, max_messages_per_client=1)
+    holder, same_client = [await (await served.client()).greeted() for _ in range(2)]
+    other = await (await served.client(source="127.0.0.2")).greeted()
+    await holder.start_data()
+    assert (await holder.reply()).code == 354  # holds its client's only slot
+    await same_client.start_data()
+    with pytest.raises(TimeoutError):  # its own second message waits ...
+        await same_client.reply(within=0.3)
+    await other.start_data()
+    assert (await other.reply(within=1)).code == 354  # ... another client's does not
+    other.send(dotted(factories.mail(message_id="<other@xyz.de>")))
+    assert (await other.reply()).code == 250
+    holder.send(dotted(factories.mail(message_id="<holder@xyz.de>")))
+    assert (await holder.reply()).code == 250
+    assert (await same_client.reply()).code == 354
+    same_client.send(dotted(factories.mail(message_id="<same@xyz.de>")))
+    assert (await same_client.reply()).code == 250
+
+
 def test_admission_refuses_past_each_limit_and_releases_once() -> None:
     admission = Admission(Settings(max_connections=2, max_connections_per_client=1))
     lease = admission.admit("192.0.2.1")
