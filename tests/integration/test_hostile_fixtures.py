@@ -13,7 +13,7 @@ import json
 import re
 import smtplib
 import socket
-import threading
+import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +36,7 @@ PATHS = sorted(HOSTILE.glob("*.eml"))
 PLACEHOLDER = b"@@GENERATE@@"
 MAX_COMMITTED_SIZE = 200_000
 MAX_NOOP_SECONDS = 0.5
+MAX_SECONDS = 10.0  # for any reply, unless the case says `max_seconds`
 CONCURRENCY = 8
 TIMEOUT = 60.0  # seconds a socket waits for one reply
 
@@ -168,45 +169,46 @@ def noop_on_a_fresh_connection(smtp: SmtpClient) -> int:
         return int(client.noop()[0])
 
 
+# A separate process: a thread of the test would share the server's GIL, and a stall
+# that holds the GIL (a long regex search) would stop the watch as well as the server.
+WATCHER = """
+import select, smtplib, sys, time
+client = smtplib.SMTP(sys.argv[1], int(sys.argv[2]), timeout=60)
+client.ehlo("watch.test")
+print("ready", flush=True)
+slowest = count = 0
+while not select.select([sys.stdin], [], [], 0.01)[0]:
+    started = time.perf_counter()
+    client.noop()
+    slowest, count = max(slowest, time.perf_counter() - started), count + 1
+client.quit()
+print(slowest, count, flush=True)
+"""
+
+
+@dataclass
 class NoopWatch:
-    """Another session's NOOP round trips, measured until stopped: does anything stall it?"""
+    """Another session's NOOP round trips while the block runs: did anything stall them?"""
 
-    def __init__(self, smtp: SmtpClient) -> None:
-        self.latencies: list[float] = []
-        self._client = smtplib.SMTP(smtp.host, smtp.port, timeout=TIMEOUT)
-        self._client.ehlo("watch.test")
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._done.is_set():
-            started = time.perf_counter()
-            self._client.noop()
-            self.latencies.append(time.perf_counter() - started)
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        self._done.set()
-        self._thread.join()
-        self._client.quit()
-
-    @property
-    def slowest(self) -> float:
-        return max(self.latencies, default=0.0)
+    slowest: float = 0.0
+    count: int = 0
 
 
 @contextlib.asynccontextmanager
 async def noop_watch(smtp: SmtpClient) -> AsyncIterator[NoopWatch]:
-    """A NoopWatch for the block; its socket calls stay off the loop the server runs on."""
-    watch = await asyncio.to_thread(NoopWatch, smtp)
-    watch.start()
+    watch = NoopWatch()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", WATCHER, smtp.host, str(smtp.port),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    assert process.stdin is not None and process.stdout is not None
     try:
+        assert await process.stdout.readline() == b"ready\n"
         yield watch
     finally:
-        await asyncio.to_thread(watch.stop)
+        process.stdin.close()
+        slowest, count = (await process.stdout.read()).split()
+        await process.wait()
+    watch.slowest, watch.count = float(slowest), int(count)
 
 
 # --- what is stored ----------------------------------------------------------------------------
@@ -289,7 +291,7 @@ def check_outcome(case: Case, slug: str, new: Stored, want: dict[str, Any]) -> N
 # --- the tests -----------------------------------------------------------------------------------
 
 def test_every_hostile_case_is_complete_and_small() -> None:
-    assert 25 <= len(PATHS) <= 40, len(PATHS)
+    assert len(PATHS) >= 25, len(PATHS)
     assert (HOSTILE / "README.md").exists()
     for path in PATHS:
         expected = json.loads(path.with_suffix(".expected.json").read_text(encoding="utf-8"))
@@ -321,6 +323,8 @@ async def test_hostile_message(name: str, sessions: async_sessionmaker[AsyncSess
     check_reply(case, reply, f"first delivery, {elapsed:.2f} s")
     assert watch.slowest < MAX_NOOP_SECONDS, \
         f"{case.name}: another session waited {watch.slowest:.2f} s for a NOOP"
+    assert elapsed < case.expected.get("max_seconds", MAX_SECONDS), \
+        f"{case.name}: the reply took {elapsed:.2f} s"
     after = await stored_by_tenant(sessions, slugs)
     for slug in slugs:
         want = case.expected["results"].get(slug, {"outcome": "none"})
@@ -361,6 +365,6 @@ async def test_all_hostile_messages_at_once_do_not_hold_up_another_session(
              if reply.code != case.reply]
     assert wrong == []
     assert watch.slowest < MAX_NOOP_SECONDS, \
-        f"slowest NOOP {watch.slowest:.3f} s of {len(watch.latencies)}"
+        f"slowest NOOP {watch.slowest:.3f} s of {watch.count}"
     normal = await smtp.send(factories.mail(message_id="<after-all@xyz.de>"))
     assert normal.code == 250, normal
