@@ -294,7 +294,7 @@ async def test_reading_past_the_processing_timeout_keeps_the_mail_as_unprocessab
     server = SmtpServer(hurried, example, dns_txt=no_dns)
     host, port = await server.start()
     try:
-        raw = factories.mail(body="Zeile\n" * 20_000)  # over 64 KiB: read in a thread
+        raw = factories.mail(body="Zeile\n" * 20_000)
         reply = await SmtpClient(host, port).send(raw)
     finally:
         await server.stop(grace=5)
