@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from crm_mailer.cli.shared import add_tenant, scoped
 from crm_mailer.ingest import IngestConfig
 from crm_mailer.leads.scope import TenantScope
-from crm_mailer.reprocess import reprocess
+from crm_mailer.reconciliation.reprocess import reprocess
 from crm_mailer.settings import Settings
 
 

@@ -292,19 +292,20 @@ async def _tenants_list(args: argparse.Namespace, settings: Settings,
     return 0
 
 
+async def _set_policy(args: argparse.Namespace, engine: AsyncEngine, name: str,
+                      value: ReviewPolicy | SenderPolicy) -> int:
+    """Set one of the tenant's policies (`review`, `sender_policy`)."""
+    async with writing(session_factory(engine)) as session:
+        setattr(await _tenant(session, args.tenant), name, value)
+    print(f"tenant '{args.tenant}': {name} = {value}")
+    return 0
+
+
 async def _tenants_review(args: argparse.Namespace, settings: Settings,
                           engine: AsyncEngine) -> int:
-    async with writing(session_factory(engine)) as session:
-        tenant = await _tenant(session, args.tenant)
-        tenant.review = ReviewPolicy(args.policy)
-    print(f"tenant '{args.tenant}': review = {args.policy}")
-    return 0
+    return await _set_policy(args, engine, "review", ReviewPolicy(args.policy))
 
 
 async def _tenants_sender_policy(args: argparse.Namespace, settings: Settings,
                                  engine: AsyncEngine) -> int:
-    async with writing(session_factory(engine)) as session:
-        tenant = await _tenant(session, args.tenant)
-        tenant.sender_policy = SenderPolicy(args.policy)
-    print(f"tenant '{args.tenant}': sender_policy = {args.policy}")
-    return 0
+    return await _set_policy(args, engine, "sender_policy", SenderPolicy(args.policy))

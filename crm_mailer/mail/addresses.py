@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import idna
 
 MAX_ADDRESS_LENGTH = 254  # RFC 5321's path limit less the angle brackets
@@ -127,19 +129,8 @@ def element_addresses(element: str) -> list[str]:
     return ["".join(tokens)]  # `alice @ xyz.de`: space around the parts is allowed
 
 
-def _outside_quotes(text: str, index: int) -> bool:
-    quoted = escaped = False
-    for char in text[:index]:
-        if escaped:
-            escaped = False
-        elif char == "\\":
-            escaped = quoted
-        elif char == '"':
-            quoted = not quoted
-    return not quoted
-
-
-def _top_level_colon(text: str) -> int:
+def _with_quoting(text: str) -> Iterator[tuple[int, str, bool]]:
+    """Each character with its index and whether it is inside a quoted string."""
     quoted = escaped = False
     for index, char in enumerate(text):
         if escaped:
@@ -148,22 +139,22 @@ def _top_level_colon(text: str) -> int:
             escaped = quoted
         elif char == '"':
             quoted = not quoted
-        elif char == ":" and not quoted:
-            return index
-    return -1
+        yield index, char, quoted
+
+
+def _outside_quotes(text: str, index: int) -> bool:
+    return not any(quoted for at, _, quoted in _with_quoting(text[:index + 1]) if at == index)
+
+
+def _top_level_colon(text: str) -> int:
+    return next((index for index, char, quoted in _with_quoting(text)
+                 if char == ":" and not quoted), -1)
 
 
 def _unquoted_words(text: str) -> list[str]:
     words: list[str] = []
     current: list[str] = []
-    quoted = escaped = False
-    for char in text:
-        if escaped:
-            escaped = False
-        elif char == "\\":
-            escaped = quoted
-        elif char == '"':
-            quoted = not quoted
+    for _, char, quoted in _with_quoting(text):
         if quoted or not char.isspace():
             current.append(char)
         elif current:

@@ -271,7 +271,7 @@ class ReconciliationQueue:
     async def rematch(self) -> RematchReport:
         """Match every waiting mail again; the ones now certain are filed."""
         tenant = await self.session.get_one(Tenant, self.tenant.id)
-        ref = repositories.TenantRef(tenant.id, tenant.slug, tenant.review)
+        ref = repositories.TenantRef(tenant.id, tenant.slug, tenant.review, tenant.sender_policy)
         filed = updated = unchanged = 0
         waiting = (await self.session.scalars(
             select(PendingMatch).where(PendingMatch.tenant_id == tenant.id,
@@ -286,14 +286,7 @@ class ReconciliationQueue:
             decision = pipeline.run(match, facts).decision
             if isinstance(decision, Filed):
                 async with self.session.begin_nested():
-                    await repositories.file_decision(self.session, tenant.id,
-                                                     pending.inbound_message_id, decision,
-                                                     filed_by=REMATCH_BY)
-                    if tenant.review is ReviewPolicy.ALL:
-                        pending.reasons = [Reason.REVIEW.value]
-                    else:
-                        pending.state = PendingState.CONFIRMED
-                        pending.resolved_by, pending.resolved_at = REMATCH_BY, utcnow()
+                    await file_waiting(self.session, pending, decision, ref, by=REMATCH_BY)
                 filed += 1
             elif isinstance(decision, Queued) and (
                     list(decision.reasons) != pending.reasons
@@ -305,6 +298,19 @@ class ReconciliationQueue:
                 unchanged += 1
         await self.session.flush()
         return RematchReport(filed, updated, unchanged)
+
+
+async def file_waiting(session: AsyncSession, pending: PendingMatch, decision: Filed,
+                       tenant: repositories.TenantRef, *, by: str) -> None:
+    """File a waiting mail the matcher is now certain of; it leaves the queue, unless the
+    tenant reviews every mail (then it waits for that check, filed)."""
+    await repositories.file_decision(session, tenant.id, pending.inbound_message_id, decision,
+                                     filed_by=by)
+    if tenant.review is ReviewPolicy.ALL:
+        pending.reasons = [Reason.REVIEW.value]
+    else:
+        pending.state = PendingState.CONFIRMED
+        pending.resolved_by, pending.resolved_at = by, utcnow()
 
 
 def _match_input(message: InboundMessage) -> MatchInput:

@@ -29,12 +29,17 @@ def _valid(domain: str) -> bool:
         return False
 
 
-async def test_every_corpus_message_is_accepted_and_stored(
-        sessions: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+def relayed_corpus() -> tuple[list[bytes], set[str]]:
+    """The corpus as relayed, and every valid From domain in it (made sender domains)."""
     messages = [as_relayed(p.read_bytes()) for p in FILES]
     domains = {address_domain(p.from_address) for p in map(parse_message, messages)
                if p.from_address}
-    registered = {"xyz.de", *filter(_valid, domains)}
+    return messages, {"xyz.de", *filter(_valid, domains)}
+
+
+async def test_every_corpus_message_is_accepted_and_stored(
+        sessions: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    messages, registered = relayed_corpus()
     # 'header': messages without a usable From fall back to the envelope sender.
     await load_directory(sessions, factories.directory(sender_domains=sorted(registered),
                                                        sender_policy="header"))
@@ -72,10 +77,7 @@ async def test_every_corpus_message_is_accepted_and_stored(
 
 async def test_under_the_default_policy_every_corpus_message_gets_250_or_a_named_refusal(
         sessions: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
-    messages = [as_relayed(p.read_bytes()) for p in FILES]
-    domains = {address_domain(p.from_address) for p in map(parse_message, messages)
-               if p.from_address}
-    registered = {"xyz.de", *filter(_valid, domains)}
+    messages, registered = relayed_corpus()
     await load_directory(sessions, factories.directory(sender_domains=sorted(registered)))
     unexpected: list[str] = []
     for path, raw in zip(FILES, messages, strict=True):

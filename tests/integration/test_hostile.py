@@ -22,7 +22,7 @@ from crm_mailer.db.models import InboundMessage, PendingMatch, PendingState
 from crm_mailer.ingest import IngestConfig
 from crm_mailer.leads.scope import tenant_scope
 from crm_mailer.matching import pipeline
-from crm_mailer.reprocess import reprocess
+from crm_mailer.reconciliation.reprocess import reprocess
 from crm_mailer.settings import Settings
 from crm_mailer.smtp.server import SmtpServer
 from tests import factories

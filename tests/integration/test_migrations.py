@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from alembic import command
@@ -24,14 +25,17 @@ async def test_migrated_schema_matches_the_models(engine: AsyncEngine) -> None:
     assert await migrate.current_revision(engine) == migrate.head_revision()
 
 
-async def test_migrations_downgrade_to_nothing_and_back(engine: AsyncEngine) -> None:
+def downgrade_to(revision: str) -> Callable[[Any], None]:
     def downgrade(connection: Any) -> None:
         config = migrate.alembic_config()
         config.attributes["connection"] = connection
-        command.downgrade(config, "base")
+        command.downgrade(config, revision)
+    return downgrade
 
+
+async def test_migrations_downgrade_to_nothing_and_back(engine: AsyncEngine) -> None:
     async with engine.begin() as connection:
-        await connection.run_sync(downgrade)
+        await connection.run_sync(downgrade_to("base"))
     assert await migrate.current_revision(engine) is None
     await migrate.upgrade(engine)
     assert await migrate.current_revision(engine) == migrate.head_revision()
@@ -40,13 +44,8 @@ async def test_migrations_downgrade_to_nothing_and_back(engine: AsyncEngine) -> 
 async def test_0004_rekeys_stored_message_ids_exactly_from_the_raw_bytes(
         engine: AsyncEngine) -> None:
     """Rows stored with the old, lossy key get the exact one; nothing else changes."""
-    def downgrade(connection: Any) -> None:
-        config = migrate.alembic_config()
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0003")
-
     async with engine.begin() as connection:
-        await connection.run_sync(downgrade)
+        await connection.run_sync(downgrade_to("0003"))
         await connection.execute(text(
             "INSERT INTO tenants (id, slug, name, review, created_at) "
             "VALUES (1, 't', 'T', 'uncertain', CURRENT_TIMESTAMP)"))

@@ -15,7 +15,6 @@ from crm_mailer.db.models import (
     InboundMessage,
     PendingMatch,
     PendingState,
-    ReviewPolicy,
     Tenant,
     utcnow,
 )
@@ -28,6 +27,7 @@ from crm_mailer.matching import pipeline
 from crm_mailer.matching.decide import Filed, Queued, Reason
 from crm_mailer.matching.facts import MatchInput
 from crm_mailer.matching.number import subject_numbers
+from crm_mailer.reconciliation.queue import file_waiting
 
 log = structlog.get_logger("crm_mailer.reprocess")
 
@@ -85,13 +85,7 @@ async def _again(session: AsyncSession, tenant: repositories.TenantRef, pending:
         return _reject(pending, decision.why or "sender not authorized")
     _update(message, match, result)
     if isinstance(decision, Filed):
-        await repositories.file_decision(session, tenant.id, message.id, decision,
-                                         filed_by=REPROCESS_BY)
-        if tenant.review is ReviewPolicy.ALL:
-            pending.reasons = [Reason.REVIEW.value]
-        else:
-            pending.state = PendingState.CONFIRMED
-            pending.resolved_by, pending.resolved_at = REPROCESS_BY, utcnow()
+        await file_waiting(session, pending, decision, tenant, by=REPROCESS_BY)
         return "filed"
     assert isinstance(decision, Queued)
     pending.reasons = [r.value for r in decision.reasons]
