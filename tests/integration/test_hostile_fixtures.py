@@ -305,8 +305,8 @@ def test_every_hostile_case_is_complete_and_small() -> None:
 
 
 @pytest.mark.parametrize("name", [case_param(p) for p in PATHS])
-async def test_hostile_message(name: str, sessions: async_sessionmaker[AsyncSession],
-                               smtp: SmtpClient) -> None:
+async def test_each_hostile_message_gets_its_reply_and_outcome(
+        name: str, sessions: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
     document = directory()
     slugs = [tenant["slug"] for tenant in document["tenants"]]
     await load_directory(sessions, document)
