@@ -16,10 +16,12 @@ from dataclasses import dataclass
 
 from crm_mailer.errors import MessageMalformed, MessageTooLarge
 
-# A field name as the standard library's parser accepts it: printable ASCII but the colon.
-_FIELD = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]*:")
-# Inside a line: a bare CR or LF, then something shaped like a header field.
-_HIDDEN_FIELD = re.compile(rb"[\r\n]+([\x21-\x39\x3b-\x7e]+)[ \t]*:")
+# A field name as the standard library's parser accepts it: printable ASCII but the colon,
+# and (as there) possibly none at all: `:x` is a field, not the start of the body.
+_FIELD = re.compile(rb"([\x21-\x39\x3b-\x7e]*)[ \t]*:")
+# Inside a line: a bare CR or LF, then something shaped like a header field. Matching only
+# from the first of a run of breaks keeps the search linear (60 KB of CRs took minutes).
+_HIDDEN_FIELD = re.compile(rb"(?<![\r\n])[\r\n]++([\x21-\x39\x3b-\x7e]++)[ \t]*+:")
 _BARE_BREAK = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 _BARE_CR = re.compile(rb"\r(?!\n)")
 

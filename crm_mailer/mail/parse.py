@@ -52,15 +52,12 @@ _POLICY = email.policy.default.clone(header_factory=_CachingHeaderRegistry())
 # policy.default builds a header object on every access: ~0.5 ms per MIME part. Beyond
 # this many boundary lines (only hostile or machine-made mail has them) the structure is
 # read with compat32, ~20 times faster; headers are decoded by this module either way.
+MAX_TEXT_FIELD = 16_384
 _MAX_BOUNDARY_LINES = 500
 _MAX_ATTACHMENTS = 1000
-_BOUNDARY_PARAM = re.compile(rb"boundary\s*=", re.IGNORECASE)
-_MIME_MARK = re.compile(
-    rb'boundary\s*=\s*(?:"([^"\r\n]{1,200})"|([^\s;"]{1,200}))'
-    rb"|^--([^\r\n]{1,200}?)(--)?[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
-_DELIMITER = re.compile(rb"^--([^\r\n]{1,200}?)(?:--)?[ \t]*\r?$", re.MULTILINE)
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _FOLD_BYTES = re.compile(rb"\r?\n(?=[ \t])")
+_LINE_BREAK_BYTES = re.compile(rb"[\r\n]+")
 _LINEBREAK = re.compile(r"[\r\n]+")
 _TRACE_HEADER = re.compile(rb"^(received|return-path|delivered-to|x-original-to):", re.IGNORECASE)
 _LINE_END = re.compile(rb"\r\n|\r|\n")
@@ -121,13 +118,16 @@ def decode_bytes(data: bytes, declared: str | None = None) -> str:
     candidates: list[str] = []
     if declared:
         try:
-            candidates.append(codecs.lookup(declared.split("*")[0].strip()).name)
-        except LookupError:
+            codec = codecs.lookup(declared.split("*")[0].strip())
+        except (LookupError, ValueError):  # unknown, or a NUL in the name
             pass
+        else:
+            if codec._is_text_encoding:  # not "hex", "base64", "rot13" and the like
+                candidates.append(codec.name)
     for charset in (*candidates, *_FALLBACK_CHARSETS):
         try:
             return data.decode(charset)
-        except UnicodeDecodeError:
+        except Exception:  # UnicodeError, and whatever an odd codec (punycode) raises
             continue
     raise AssertionError("latin-1 decodes every byte string")  # pragma: no cover
 
@@ -150,8 +150,11 @@ def _raw_header_bytes(msg: Message, name: str) -> bytes | None:
 
 
 def unfold(value: bytes) -> bytes:
-    """A raw header value on one line: folds removed, as RFC 5322 unfolds, then trimmed."""
-    return _FOLD_BYTES.sub(b"", value).strip()
+    """A raw header value on one line: folds removed, as RFC 5322 unfolds, then trimmed.
+
+    A bare CR or LF left inside is no line break, as a mail client shows it: a space.
+    """
+    return _LINE_BREAK_BYTES.sub(b" ", _FOLD_BYTES.sub(b"", value)).strip()
 
 
 def header_block(raw: bytes, limits: Limits = DEFAULT_LIMITS, *,
@@ -426,15 +429,10 @@ def _filename(part: Message) -> str | None:
 
 def _payload_size(part: Message, size_header: str) -> int:
     cut = part.get(size_header)
-    if cut is not None:  # left out before parsing; its decoded size was noted
+    if cut is not None:  # left out before parsing (or an attached message): size noted
         return int(str(cut))
     payload = _decoded_payload(part)
-    if payload is not None:
-        return len(payload)
-    try:  # an attached message/rfc822: its size as sent
-        return len(part.as_bytes()) if part.is_multipart() else 0
-    except Exception:
-        return 0
+    return len(payload) if payload is not None else 0
 
 
 def _shape(msg: Message) -> tuple[int, int]:
@@ -481,8 +479,10 @@ def _content(msg: Message, size_header: str) -> tuple[str, tuple[Attachment, ...
 
 
 def _first_text(block: HeaderBlock, name: str) -> str:
+    """The field's text; no more than MAX_TEXT_FIELD bytes of it are read (as a mail
+    client shows a subject: its start), which keeps decoding fast."""
     value = block.first(name)
-    return decode_header_text(unfold(value)) if value is not None else ""
+    return decode_header_text(unfold(value)[:MAX_TEXT_FIELD]) if value is not None else ""
 
 
 def parse_message(raw: bytes, limits: Limits = DEFAULT_LIMITS,

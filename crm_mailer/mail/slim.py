@@ -15,8 +15,12 @@ walk over the MIME structure (by boundary lines, as the standard library reads t
 from __future__ import annotations
 
 import binascii
+import bisect
+import email.utils
 import re
 import secrets
+import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import Message
 
@@ -28,8 +32,19 @@ TEXT_KEEP = 1 << 20
 MAX_MIME_FIELD = 16_384  # bytes of one Content-Type or Content-Disposition field
 MAX_MIME_PARAMETERS = 200  # RFC 2231 continuations of a long file name stay far below
 MAX_COMMENT_DEPTH = 10
+MAX_NAME = 1024  # characters of a file name passed on
+MAX_INDEXED_DELIMITERS = 100_000  # about 7 MB of index at most; past it, ranges are scanned
 _MIME_FIELDS = ("content-type", "content-disposition")
+_FOLD = re.compile(rb"\r?\n(?=[ \t])")
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]+")
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,80}")
+_TYPE = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]{1,80}/[!#$%&'*+.^_`|~0-9a-z-]{1,80}")
+_PRINTABLE_ASCII = re.compile(r"[ -~]*")
+_BOUNDARY = re.compile(r"[ -~]{1,200}")
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+_DECLARED = re.compile(rb'boundary\s*=\s*(?:"([^"\r\n]{1,200})"|([^\s;"]{1,200}))',
+                       re.IGNORECASE)
+_DASH_LINE = re.compile(rb"^--([^\r\n]{0,210})(?:\r?\n|\Z)", re.MULTILINE)
 _QP_CHUNK = 1 << 20
 
 
@@ -50,6 +65,17 @@ class _Walk:
     size_header: str
     out: list[bytes | memoryview] = field(default_factory=list)
     parts: int = 0
+    # The parser tests every line against every open boundary: kept text costs its size
+    # times its depth, and all of it together may cost TEXT_KEEP.
+    text_budget: int = TEXT_KEEP
+    delimiters: dict[bytes, list[tuple[int, int, bool]]] | None = None
+
+    def text(self, start: int, end: int, depth: int) -> None:
+        """Keep the text raw[start:end] as far as the budget goes, ending at a line end."""
+        weight = max(1, depth)
+        stop = min(end, _line_start_before(self.raw, start, start + self.text_budget // weight))
+        self.copy(start, stop)
+        self.text_budget -= (stop - start) * weight
 
     def copy(self, start: int, end: int) -> None:
         if end > start:
@@ -70,52 +96,67 @@ class _Walk:
         for name in _MIME_FIELDS:
             for value in block.values(name):
                 _check_mime_field(name, value)
-        content_type, boundary, encoding = _content_type(block)
-        maintype = content_type.partition("/")[0]
-        if maintype == "multipart" and boundary:
-            self.copy(start, body)
-            self.multipart(body, end, boundary, depth)
-        elif content_type in ("message/rfc822", "message/global") and body < end \
-                and encoding not in ("base64", "quoted-printable"):
-            self.copy(start, body)
+        mime = _mime_fields(block)
+        maintype = mime.content_type.partition("/")[0]
+        if maintype == "multipart" and mime.boundary:
+            self.out.append(mime.header())
+            self.multipart(body, end, mime.boundary.encode("latin-1"), depth)
+        elif mime.content_type in ("message/rfc822", "message/global") and body < end \
+                and mime.encoding not in ("base64", "quoted-printable"):
+            self.out.append(mime.header({self.size_header: str(end - body)}))
             self.part(body, end, depth + 1)
-        elif maintype == "text" or maintype == "multipart":
-            self.copy(start, min(end, _line_start_before(self.raw, body, body + TEXT_KEEP)))
+        elif maintype in ("text", "multipart"):
+            self.out.append(mime.header())
+            self.text(body, end, depth)
         elif end - body > CUT_FROM:
-            header = bytes(self.raw[start:body]).rstrip(b"\r\n")
-            eol = b"\r\n" if header.endswith(b"\r") or b"\r\n" in header else b"\n"
-            size = _decoded_size(self.raw, body, end, encoding)
-            self.out.append(header.rstrip(b"\r") + eol + self.size_header.encode() + b": "
-                            + str(size).encode() + eol + eol)
+            size = _decoded_size(self.raw, body, end, mime.encoding)
+            self.out.append(mime.header({self.size_header: str(size)}))
         else:
-            self.copy(start, end)
+            self.out.append(mime.header())
+            self.copy(body, end)
 
     def multipart(self, start: int, end: int, boundary: bytes, depth: int) -> None:
-        delimiter = re.compile(rb"^--" + re.escape(boundary) + rb"(--)?[ \t]*(\r?\n|\Z)",
-                               re.MULTILINE)
         position = start
         part_start: int | None = None
-        for found in delimiter.finditer(self.raw, start, end):
-            line_start = found.start()
+        for line_start, line_end, closing in self._delimiter_lines(boundary, start, end):
             # The line break before a delimiter belongs to the delimiter, not the part.
             part_end = _without_line_break(self.raw, part_start or 0, line_start)
             if part_start is None:
-                self.copy(position, line_start)  # the preamble
+                self.text(position, line_start, depth)  # the preamble
             else:
                 self.part(part_start, part_end, depth + 1)
                 self.copy(part_end, line_start)
-            self.copy(line_start, found.end())
-            position = found.end()
-            if found.group(1):  # the close delimiter: the rest is epilogue
-                self.copy(position, min(end, _line_start_before(self.raw, position,
-                                                                 position + TEXT_KEEP)))
+            self.copy(line_start, line_end)
+            position = line_end
+            if closing:  # the rest is epilogue
+                self.text(position, end, depth)
                 return
             part_start = position
         if part_start is not None:  # no close delimiter: the last part runs to the end
             self.part(part_start, end, depth + 1)
         else:
-            self.copy(position, min(end, _line_start_before(self.raw, position,
-                                                             position + TEXT_KEEP)))
+            self.text(position, end, depth)
+
+    def _delimiter_lines(self, boundary: bytes, start: int,
+                         end: int) -> Iterator[tuple[int, int, bool]]:
+        """(line start, line end, closing) of each delimiter line of `boundary` in range.
+
+        Read from one index of the whole message, so nesting does not make the walk scan
+        the message once per level.
+        """
+        if self.delimiters is None:
+            self.delimiters = _delimiter_index(self.raw, MAX_INDEXED_DELIMITERS)
+        lines = self.delimiters.get(boundary)
+        if lines is None:  # declared in a form the index did not see: scan this range
+            pattern = re.compile(rb"^--" + re.escape(boundary) + rb"(--)?[ \t]*(\r?\n|\Z)",
+                                 re.MULTILINE)
+            for found in pattern.finditer(self.raw, start, end):
+                yield found.start(), found.end(), found.group(1) is not None
+            return
+        for index in range(bisect.bisect_left(lines, (start, 0, False)), len(lines)):
+            if lines[index][0] >= end:
+                return
+            yield lines[index]
 
     def _headers(self, start: int, end: int) -> HeaderBlock:
         limit = min(end, start + self.max_header_size + 4)
@@ -130,6 +171,22 @@ class _Walk:
         except MessageTooLarge:
             raise MessageTooLarge(f"A MIME part's header exceeds {self.max_header_size} "
                                   "bytes (max_header_size)") from None
+
+
+def _delimiter_index(raw: bytes, most: int) -> dict[bytes, list[tuple[int, int, bool]]]:
+    """Every line that is a delimiter of a boundary declared somewhere in the message."""
+    declared = {(m.group(1) or m.group(2)) for m in _DECLARED.finditer(raw)}
+    index: dict[bytes, list[tuple[int, int, bool]]] = {}
+    count = 0
+    for line in _DASH_LINE.finditer(raw):
+        text = line.group(1).rstrip(b" \t")
+        for boundary, closing in ((text, False), (text[:-2], True)):
+            if boundary in declared and (not closing or text.endswith(b"--")):
+                index.setdefault(boundary, []).append((line.start(), line.end(), closing))
+                count += 1
+        if count > most:  # more than any message within the limits has: scan instead,
+            return {}     # and let the walk refuse at the limit it meets first
+    return index
 
 
 def slim(raw: bytes, block: HeaderBlock, *, max_depth: int, max_parts: int,
@@ -172,16 +229,106 @@ def _comment_depth(value: bytes) -> int:
     return deepest
 
 
-def _content_type(block: HeaderBlock) -> tuple[str, bytes | None, str]:
-    """(type/subtype, boundary, transfer encoding) as the standard library reads them."""
+@dataclass(frozen=True, slots=True)
+class _MimeFields:
+    """A part's MIME fields, read once and written again in a form the parser reads fast."""
+
+    content_type: str
+    boundary: str | None = None
+    charset: str | None = None
+    name: str | tuple[str, str] | None = None  # plain, or (charset, bytes as latin-1)
+    disposition: str | None = None
+    filename: str | tuple[str, str] | None = None
+    encoding: str = ""
+
+    def header(self, extra: dict[str, str] | None = None) -> bytes:
+        """The part's new header block, blank line included: only what parsing needs."""
+        content_type = self.content_type
+        for param, value in (("boundary", self.boundary), ("charset", self.charset),
+                             ("name", self.name)):
+            content_type += _parameter(param, value)
+        lines = [f"Content-Type: {content_type}"]
+        if self.disposition:
+            lines.append(f"Content-Disposition: {self.disposition}"
+                         f"{_parameter('filename', self.filename)}")
+        if self.encoding:
+            lines.append(f"Content-Transfer-Encoding: {self.encoding}")
+        lines += [f"{name}: {value}" for name, value in (extra or {}).items()]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
+
+
+def _mime_fields(block: HeaderBlock) -> _MimeFields:
+    """Read the MIME fields as the standard library's compat32 reads them (fast on the
+    bounded fields _check_mime_field lets through), keeping only what matters here.
+
+    The standard library's default policy parses these fields in quadratic time (2 KB of
+    quotes: 20 ms, each time one is read); the rewritten fields are short and plain.
+    """
     holder = Message()
-    value = block.first("content-type")
-    if value is not None:
-        holder["Content-Type"] = value.decode("latin-1")
-    boundary = holder.get_boundary()
-    encoding = (block.first("content-transfer-encoding") or b"").decode("latin-1")
-    return (holder.get_content_type(), boundary.encode("latin-1") if boundary else None,
-            encoding.strip().lower())
+    for name in (*_MIME_FIELDS, "content-transfer-encoding"):
+        value = block.first(name)
+        if value is not None:  # control characters (NUL, bare CR) are dropped first
+            holder[name] = _CONTROL.sub(b"", _FOLD.sub(b" ", value)).decode("latin-1")
+    content_type = holder.get_content_type()
+    if not _TYPE.fullmatch(content_type):
+        content_type = "text/plain"
+    disposition = holder.get("content-disposition")
+    kind = str(disposition).split(";")[0].strip().lower() if disposition is not None else ""
+    encoding = str(holder.get("content-transfer-encoding", "")).strip().lower()
+    found = _param(holder, "boundary")
+    # Only a boundary the parser will find again as written; else the part reads as text.
+    boundary = found if isinstance(found, str) and _BOUNDARY.fullmatch(found) else None
+    return _MimeFields(
+        content_type=content_type,
+        boundary=boundary,
+        charset=_token(_param(holder, "charset")),
+        name=_name_value(_param(holder, "name")),
+        disposition=(kind if _TOKEN.fullmatch(kind) else "attachment") if kind else None,
+        filename=_name_value(_param(holder, "filename", "content-disposition")),
+        encoding=encoding if _TOKEN.fullmatch(encoding) else "",
+    )
+
+
+def _param(holder: Message, name: str, header: str = "content-type") -> object:
+    """A parameter as compat32 reads it; None where the standard library trips over it."""
+    try:
+        value = holder.get_param(name, header=header)
+    except Exception:  # decode_params has raised TypeError on odd continuations
+        return None
+    if isinstance(value, str) and name == "boundary":
+        return email.utils.unquote(value.rstrip())
+    return value
+
+
+def _token(value: object) -> str | None:
+    text = value[2] if isinstance(value, tuple) else value
+    return text if isinstance(text, str) and _TOKEN.fullmatch(text) else None
+
+
+def _name_value(value: object) -> str | tuple[str, str] | None:
+    """A file name parameter, at most MAX_NAME characters: plain, or RFC 2231 encoded."""
+    if isinstance(value, tuple):
+        charset, _, text = value
+        return (charset if isinstance(charset, str) and _TOKEN.fullmatch(charset)
+                else "unknown-8bit", str(text)[:MAX_NAME])
+    if isinstance(value, str):
+        text = value[:MAX_NAME]
+        return text if _PRINTABLE_ASCII.fullmatch(text) else ("unknown-8bit", text)
+    return None
+
+
+def _parameter(name: str, value: str | tuple[str, str] | None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, tuple):
+        charset, text = value
+        encoded = urllib.parse.quote(text.encode("latin-1", "replace"), safe="")
+        return f"; {name}*={charset}''{encoded}"
+    if _PRINTABLE_ASCII.fullmatch(value):
+        quoted = value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'; {name}="{quoted}"'
+    encoded = urllib.parse.quote(value.encode("latin-1", "replace"), safe="")
+    return f"; {name}*=unknown-8bit''{encoded}"
 
 
 def _without_line_break(raw: bytes, start: int, end: int) -> int:

@@ -11,11 +11,13 @@ import dataclasses
 import smtplib
 import socket
 import time
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from crm_mailer import ingest
 from crm_mailer.db import repositories
 from crm_mailer.db.engine import writing
 from crm_mailer.db.models import InboundMessage, PendingMatch, PendingState
@@ -289,13 +291,20 @@ async def test_a_large_message_is_stored_in_slices_and_read_back_exactly(
 
 
 async def test_reading_past_the_processing_timeout_keeps_the_mail_as_unprocessable(
-        example: async_sessionmaker[AsyncSession], settings: Settings) -> None:
-    hurried = dataclasses.replace(settings, processing_timeout=0.000_001)
+        example: async_sessionmaker[AsyncSession], settings: Settings,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    real = ingest.parse_message
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.5)  # a reading that takes longer than the budget, deterministically
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ingest, "parse_message", slow)
+    hurried = dataclasses.replace(settings, processing_timeout=0.1)
     server = SmtpServer(hurried, example, dns_txt=no_dns)
     host, port = await server.start()
     try:
-        raw = factories.mail(body="Zeile\n" * 20_000)
-        reply = await SmtpClient(host, port).send(raw)
+        reply = await SmtpClient(host, port).send(factories.mail())
     finally:
         await server.stop(grace=5)
     assert reply.code == 250 and "could not be processed" in reply.text, reply
