@@ -274,6 +274,8 @@ def check_outcome(case: Case, slug: str, new: Stored, want: dict[str, Any]) -> N
         assert_subset(item, want.get("pending", {}), where)
         if text := want.get("error_contains"):
             assert text in (item["error"] or ""), f"{where}: error {item['error']!r}"
+    # No field of any stored message holds a NUL (PostgreSQL text refuses it; JSON keeps it).
+    assert "\\u0000" not in json.dumps(item), f"{where}: a NUL is stored"
     for text in want.get("body_contains", []):
         assert text in item["body"], f"{where}: body lacks {text!r}"
     for text in want.get("body_excludes", []):
