@@ -1,34 +1,39 @@
-"""The message as the parser needs to see it: MIME structure kept, big payloads left out.
+"""The MIME tree, built in one linear walk over the bytes: structure kept, payloads left out.
 
-The standard library's parser holds a part's lines, then joins and decodes them: a 20 MB
-attachment cost about 8 times its size in memory and seconds of time. crm_mailer needs
-an attachment's name, type and size, never its content, so before parsing, one linear
-walk over the MIME structure (by boundary lines, as the standard library reads them):
-- cuts the body of every non-text leaf part larger than CUT_FROM bytes, noting its
-  decoded size in a header whose name carries a random nonce (a sender cannot forge it);
-- shortens a text part to its first TEXT_KEEP bytes (the stored raw message keeps all);
-- refuses structure past the limits: nesting, number of parts, and MIME header fields
-  so long or so full of parameters that the standard library's quadratic parameter
-  parser would take seconds.
+The standard library's parser held a 20 MB attachment's lines, joined and decoded them
+(8 times its size in memory, seconds of CPU); its default policy parses MIME fields in
+quadratic time and recursively; and where its reading of the structure differed from a
+pre-check, whatever the pre-check had not seen went unchecked. So crm_mailer builds the
+tree itself, by boundary lines as the standard library reads them, and hands on Message
+objects that hold only what it needs:
+- every part's MIME fields, read once by compat32 within the field limits and written
+  again short and plain;
+- a non-text payload larger than CUT_FROM bytes is left out; its decoded size is noted
+  under a header whose name carries a random nonce (a sender cannot forge it), as is an
+  attached message's size;
+- text is kept up to a budget (its size times its nesting depth, TEXT_KEEP in all);
+- structure past the limits is refused: nesting, number of parts, and MIME fields so
+  long, so full of parameters or so deeply commented that no parser should read them.
 """
 
 from __future__ import annotations
 
 import binascii
 import bisect
+import email.policy
 import email.utils
 import re
 import secrets
 import urllib.parse
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from email.message import Message
+from dataclasses import dataclass
+from email.message import EmailMessage, Message
 
 from crm_mailer.errors import MessageMalformed, MessageTooLarge
 from crm_mailer.mail.header_block import HeaderBlock, read_header_block
 
 CUT_FROM = 4096
-TEXT_KEEP = 1 << 20
+TEXT_KEEP = 1 << 19  # 512 KiB of text is more than any mail body a person reads
 MAX_MIME_FIELD = 16_384  # bytes of one Content-Type or Content-Disposition field
 MAX_MIME_PARAMETERS = 200  # RFC 2231 continuations of a long file name stay far below
 MAX_COMMENT_DEPTH = 10
@@ -49,10 +54,10 @@ _QP_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
-class Slimmed:
-    """The reduced message and the header that carries a cut part's decoded size."""
+class MimeTree:
+    """The message as a tree of Message objects, and the header naming left-out sizes."""
 
-    raw: bytes
+    message: Message
     size_header: str
 
 
@@ -63,26 +68,26 @@ class _Walk:
     max_parts: int
     max_header_size: int
     size_header: str
-    out: list[bytes | memoryview] = field(default_factory=list)
     parts: int = 0
-    # The parser tests every line against every open boundary: kept text costs its size
-    # times its depth, and all of it together may cost TEXT_KEEP.
-    text_budget: int = TEXT_KEEP
+    text_budget: int = TEXT_KEEP  # see text()
     delimiters: dict[bytes, list[tuple[int, int, bool]]] | None = None
 
-    def text(self, start: int, end: int, depth: int) -> None:
-        """Keep the text raw[start:end] as far as the budget goes, ending at a line end."""
+    def text(self, start: int, end: int, depth: int) -> str:
+        """The text raw[start:end] as far as the budget goes, ending at a line end.
+
+        Deeply nested text costs more to keep (every reader of the tree walks its levels),
+        so it is weighed by its depth.
+        """
         weight = max(1, depth)
         stop = min(end, _line_start_before(self.raw, start, start + self.text_budget // weight))
-        self.copy(start, stop)
+        stop = max(stop, start)
         self.text_budget -= (stop - start) * weight
+        # As the standard library's BytesParser reads bytes: ASCII, others as surrogates.
+        return self.raw[start:stop].decode("ascii", "surrogateescape")
 
-    def copy(self, start: int, end: int) -> None:
-        if end > start:
-            self.out.append(memoryview(self.raw)[start:end])
-
-    def part(self, start: int, end: int, depth: int, block: HeaderBlock | None = None) -> None:
-        """Emit the part raw[start:end] (header block and body), slimmed."""
+    def part(self, start: int, end: int, depth: int, block: HeaderBlock | None = None,
+             ) -> Message:
+        """The part raw[start:end] (header block and body) as a Message."""
         self.parts += 1
         if self.parts > self.max_parts:
             raise MessageMalformed(f"Message has more than {self.max_parts} MIME parts "
@@ -99,43 +104,42 @@ class _Walk:
         mime = _mime_fields(block)
         maintype = mime.content_type.partition("/")[0]
         if maintype == "multipart" and mime.boundary:
-            self.out.append(mime.header())
-            self.multipart(body, end, mime.boundary.encode("latin-1"), depth)
+            message = mime.message()
+            message.set_payload(self.multipart(body, end, mime.boundary.encode("latin-1"),
+                                               depth))
         elif mime.content_type in ("message/rfc822", "message/global") and body < end \
                 and mime.encoding not in ("base64", "quoted-printable"):
-            self.out.append(mime.header({self.size_header: str(end - body)}))
-            self.part(body, end, depth + 1)
+            message = mime.message({self.size_header: str(end - body)})
+            message.set_payload([self.part(body, end, depth + 1)])
         elif maintype in ("text", "multipart"):
-            self.out.append(mime.header())
-            self.text(body, end, depth)
-        elif end - body > CUT_FROM:
+            message = mime.message()
+            message.set_payload(self.text(body, end, depth))
+        elif end - body > CUT_FROM or maintype == "message":
+            # Left out: too big to hold, or a message we do not descend into.
             size = _decoded_size(self.raw, body, end, mime.encoding)
-            self.out.append(mime.header({self.size_header: str(size)}))
+            message = mime.message({self.size_header: str(size)})
+            message.set_payload("")
         else:
-            self.out.append(mime.header())
-            self.copy(body, end)
+            message = mime.message()
+            message.set_payload(self.raw[body:end].decode("ascii", "surrogateescape"))
+        return message
 
-    def multipart(self, start: int, end: int, boundary: bytes, depth: int) -> None:
-        position = start
+    def multipart(self, start: int, end: int, boundary: bytes,
+                  depth: int) -> list[Message | str]:
+        """The parts between the boundary's delimiter lines; preamble and epilogue dropped."""
+        parts: list[Message | str] = []
         part_start: int | None = None
         for line_start, line_end, closing in self._delimiter_lines(boundary, start, end):
-            # The line break before a delimiter belongs to the delimiter, not the part.
-            part_end = _without_line_break(self.raw, part_start or 0, line_start)
-            if part_start is None:
-                self.text(position, line_start, depth)  # the preamble
-            else:
-                self.part(part_start, part_end, depth + 1)
-                self.copy(part_end, line_start)
-            self.copy(line_start, line_end)
-            position = line_end
-            if closing:  # the rest is epilogue
-                self.text(position, end, depth)
-                return
-            part_start = position
+            if part_start is not None:
+                # The line break before a delimiter belongs to the delimiter, not the part.
+                part_end = _without_line_break(self.raw, part_start, line_start)
+                parts.append(self.part(part_start, part_end, depth + 1))
+            if closing:
+                return parts
+            part_start = line_end
         if part_start is not None:  # no close delimiter: the last part runs to the end
-            self.part(part_start, end, depth + 1)
-        else:
-            self.text(position, end, depth)
+            parts.append(self.part(part_start, end, depth + 1))
+        return parts
 
     def _delimiter_lines(self, boundary: bytes, start: int,
                          end: int) -> Iterator[tuple[int, int, bool]]:
@@ -189,13 +193,15 @@ def _delimiter_index(raw: bytes, most: int) -> dict[bytes, list[tuple[int, int, 
     return index
 
 
-def slim(raw: bytes, block: HeaderBlock, *, max_depth: int, max_parts: int,
-         max_header_size: int) -> Slimmed:
-    """The message with big payloads left out; raises MessageRefused past a limit."""
+def mime_tree(raw: bytes, block: HeaderBlock, *, max_depth: int, max_parts: int,
+              max_header_size: int) -> MimeTree:
+    """The message's MIME tree, payloads left out; raises MessageRefused past a limit.
+
+    `raw` is the message as the reading of `block` sees it (its header rewritten).
+    """
     size_header = f"X-Crm-Mailer-Size-{secrets.token_hex(8)}"
     walk = _Walk(raw, max_depth, max_parts, max_header_size, size_header)
-    walk.part(0, len(raw), 0, block)
-    return Slimmed(b"".join(walk.out), size_header)
+    return MimeTree(walk.part(0, len(raw), 0, block), size_header)
 
 
 def _check_mime_field(name: str, value: bytes) -> None:
@@ -241,20 +247,22 @@ class _MimeFields:
     filename: str | tuple[str, str] | None = None
     encoding: str = ""
 
-    def header(self, extra: dict[str, str] | None = None) -> bytes:
-        """The part's new header block, blank line included: only what parsing needs."""
+    def message(self, extra: dict[str, str] | None = None) -> Message:
+        """A part with these fields (and `extra`), short and plain; no payload yet."""
         content_type = self.content_type
         for param, value in (("boundary", self.boundary), ("charset", self.charset),
                              ("name", self.name)):
             content_type += _parameter(param, value)
-        lines = [f"Content-Type: {content_type}"]
+        message = EmailMessage(policy=email.policy.compat32)
+        message["Content-Type"] = content_type
         if self.disposition:
-            lines.append(f"Content-Disposition: {self.disposition}"
-                         f"{_parameter('filename', self.filename)}")
+            message["Content-Disposition"] = (f"{self.disposition}"
+                                              f"{_parameter('filename', self.filename)}")
         if self.encoding:
-            lines.append(f"Content-Transfer-Encoding: {self.encoding}")
-        lines += [f"{name}: {value}" for name, value in (extra or {}).items()]
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
+            message["Content-Transfer-Encoding"] = self.encoding
+        for name, value in (extra or {}).items():
+            message[name] = value
+        return message
 
 
 def _mime_fields(block: HeaderBlock) -> _MimeFields:

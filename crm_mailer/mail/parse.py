@@ -1,8 +1,9 @@
-"""Bytes -> ParsedMessage: decoded headers, text body and attachment list, never an exception.
+"""Bytes -> ParsedMessage: decoded headers, text body and attachment list.
 
-The standard library parses (policy.default); this module only adds the leniency real
-mail needs: raw 8-bit headers and mislabelled charsets are read as UTF-8, else
-Windows-1252, else Latin-1, so a reading is always found and U+FFFD never appears.
+The header block (header_block.py) and the MIME tree (mime_tree.py) are read in linear
+time within the limits; past a limit, MessageRefused says which. This module adds the
+leniency real mail needs: raw 8-bit headers and mislabelled charsets are read as UTF-8,
+else Windows-1252, else Latin-1, so a reading is always found and U+FFFD never appears.
 """
 
 from __future__ import annotations
@@ -12,53 +13,29 @@ import datetime as dt
 import email.header
 import email.policy
 import email.utils
-import functools
 import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.errors import HeaderParseError
-from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage, Message
 
 from crm_mailer.errors import MessageMalformed, SenderNotProven
 from crm_mailer.mail.addresses import element_addresses, normalize_address, split_address_list
 from crm_mailer.mail.header_block import HeaderBlock, read_header_block
 from crm_mailer.mail.html import html_to_text
-from crm_mailer.mail.slim import slim
+from crm_mailer.mail.mime_tree import mime_tree
 
-
-class _CachingHeaderRegistry(HeaderRegistry):
-    """policy.default's header registry, remembering what it parsed.
-
-    The stdlib parses a header anew on every access (Content-Type a dozen times per
-    message, inside the parser and get_body too): that was most of the parse time.
-    Header objects are immutable strings, so handing out the same one again is safe.
-    """
-
-    _MAX_VALUE = 2000  # long values are rare; keep the cache small
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._parse = functools.lru_cache(maxsize=4096)(super().__call__)
-
-    def __call__(self, name: str, value: str) -> BaseHeader:
-        if len(value) > self._MAX_VALUE:
-            return super().__call__(name, value)
-        return self._parse(name.lower(), value)
-
-
-_POLICY = email.policy.default.clone(header_factory=_CachingHeaderRegistry())
-# policy.default builds a header object on every access: ~0.5 ms per MIME part. Beyond
-# this many boundary lines (only hostile or machine-made mail has them) the structure is
-# read with compat32, ~20 times faster; headers are decoded by this module either way.
 MAX_TEXT_FIELD = 16_384
-_MAX_BOUNDARY_LINES = 500
+MAX_HTML_RENDERED = 100_000  # characters of an HTML body rendered as text
+BYTES_PER_ADDRESS = 128  # of an address header, per address it may hold
 _MAX_ATTACHMENTS = 1000
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _FOLD_BYTES = re.compile(rb"\r?\n(?=[ \t])")
 _LINE_BREAK_BYTES = re.compile(rb"[\r\n]+")
 _LINEBREAK = re.compile(r"[\r\n]+")
+_TRAILING_BLANKS = re.compile(r"[^\S\n]+$", re.MULTILINE)
+_EMPTY_LINES = re.compile(r"\n{3,}")
 _TRACE_HEADER = re.compile(rb"^(received|return-path|delivered-to|x-original-to):", re.IGNORECASE)
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _HASH_CHUNK = 1 << 18
@@ -188,6 +165,13 @@ def header_addresses(block: HeaderBlock, name: str, limits: Limits = DEFAULT_LIM
     found: dict[str, None] = {}
     count = 0
     for value in block.values(name):
+        # Reading addresses costs a pass per character: a field longer than its allowed
+        # addresses can need is refused before that pass.
+        if len(value) > limits.max_addresses_per_header * BYTES_PER_ADDRESS:
+            raise MessageMalformed(
+                f"{name.title()} header is longer than "
+                f"{limits.max_addresses_per_header * BYTES_PER_ADDRESS} bytes "
+                "(max_addresses_per_header)")
         elements = split_address_list(decode_bytes(unfold(value)))
         count += len(elements)
         if count > limits.max_addresses_per_header:
@@ -373,19 +357,17 @@ def _body(part: Message | None) -> str:
         return ""
     text = _part_text(part)
     if part.get_content_subtype() == "html":
-        text = html_to_text(text)
+        # Rendering costs about a microsecond per character: the start of a long HTML
+        # body is its text as a reader sees it first; the raw message keeps the rest.
+        text = html_to_text(text[:MAX_HTML_RENDERED])
     return _tidy(text)
 
 
 def _tidy(text: str) -> str:
     """Unify line ends, drop trailing blanks, keep at most one empty line in a row."""
-    text = clean_text(text)
-    lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
-    out: list[str] = []
-    for line in lines:
-        if line or (out and out[-1]):
-            out.append(line)
-    return "\n".join(out).strip("\n")
+    text = clean_text(text).replace("\r\n", "\n").replace("\r", "\n")
+    text = _TRAILING_BLANKS.sub("", text)  # regexes, not a loop: a body has 100,000s of lines
+    return _EMPTY_LINES.sub("\n\n", text).strip("\n")
 
 
 def _attachments(msg: Message, body_part: Message | None,
@@ -435,42 +417,11 @@ def _payload_size(part: Message, size_header: str) -> int:
     return len(payload) if payload is not None else 0
 
 
-def _shape(msg: Message) -> tuple[int, int]:
-    """(deepest nesting, number of parts) of a parsed message, without recursion."""
-    deepest = parts = 0
-    todo: list[tuple[Message, int]] = [(msg, 0)]
-    while todo:
-        part, depth = todo.pop()
-        parts += 1
-        deepest = max(deepest, depth)
-        payload = part.get_payload() if part.is_multipart() else None
-        if isinstance(payload, list):
-            todo.extend((sub, depth + 1) for sub in payload if isinstance(sub, Message))
-    return deepest, parts
-
-
 def _structure(raw: bytes, limits: Limits, block: HeaderBlock) -> tuple[Message, str]:
-    """The parsed MIME tree of the slimmed message, and the header naming cut sizes.
-
-    Refused when it nests deeper or has more parts than allowed.
-    """
-    slimmed = slim(raw, block, max_depth=limits.max_mime_depth,
-                   max_parts=limits.max_mime_parts, max_header_size=limits.max_header_size)
-    raw = slimmed.raw
-    policy = _POLICY if raw.count(b"\n--") <= _MAX_BOUNDARY_LINES else email.policy.compat32
-    too_deep = MessageMalformed(f"MIME parts nest deeper than {limits.max_mime_depth} levels "
-                                "(max_mime_depth)")
-    try:
-        msg = email.message_from_bytes(raw, _class=EmailMessage, policy=policy)
-        depth, parts = _shape(msg)
-    except RecursionError:
-        raise too_deep from None
-    if depth > limits.max_mime_depth:
-        raise too_deep
-    if parts > limits.max_mime_parts:
-        raise MessageMalformed(f"Message has more than {limits.max_mime_parts} MIME parts "
-                               "(max_mime_parts)")
-    return msg, slimmed.size_header
+    """The MIME tree (see mime_tree) and the header naming left-out sizes."""
+    tree = mime_tree(raw, block, max_depth=limits.max_mime_depth,
+                     max_parts=limits.max_mime_parts, max_header_size=limits.max_header_size)
+    return tree.message, tree.size_header
 
 
 def _content(msg: Message, size_header: str) -> tuple[str, tuple[Attachment, ...]]:
@@ -509,5 +460,4 @@ def parse_message(raw: bytes, limits: Limits = DEFAULT_LIMITS,
         sent_at=_sent_at(block.first("date")),
         body=body,
         attachments=attachments,
-        defects=tuple(type(defect).__name__ for defect in msg.defects),
     )

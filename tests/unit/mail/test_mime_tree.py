@@ -1,4 +1,4 @@
-"""Big payloads are left out before parsing; names, types and exact sizes stay."""
+"""The MIME tree: big payloads left out; names, types and exact sizes stay; one reading."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from email.message import EmailMessage
 import pytest
 
 from crm_mailer.errors import MessageMalformed
+from crm_mailer.mail.mime_tree import CUT_FROM, TEXT_KEEP, MimeTree, mime_tree
 from crm_mailer.mail.parse import header_block, parse_message
-from crm_mailer.mail.slim import CUT_FROM, TEXT_KEEP, slim
 
 
 def with_attachment(payload: bytes, *, cte: str = "base64", body: str = "Hallo") -> bytes:
@@ -38,12 +38,16 @@ def test_a_cut_attachment_keeps_its_exact_decoded_size(size: int, cte: str) -> N
     assert parsed.body == "Hallo"
 
 
-def test_the_slimmed_message_leaves_the_payload_out() -> None:
-    raw = with_attachment(os.urandom(200_000))
-    slimmed = slim(raw, header_block(raw), max_depth=50, max_parts=1000,
-                   max_header_size=262_144)
-    assert len(slimmed.raw) < 2000
-    assert slimmed.size_header.encode() + b": 200000" in slimmed.raw
+def tree(raw: bytes) -> MimeTree:
+    return mime_tree(raw, header_block(raw), max_depth=50, max_parts=1000,
+                     max_header_size=262_144)
+
+
+def test_the_tree_leaves_the_payload_out_and_notes_its_size() -> None:
+    built = tree(with_attachment(os.urandom(200_000)))
+    text, attachment = built.message.get_payload()
+    assert text.get_payload() == "Hallo\r\n" and attachment.get_payload() == ""
+    assert attachment[built.size_header] == "200000"
 
 
 def test_a_sender_cannot_forge_the_size_header() -> None:
@@ -91,10 +95,12 @@ def test_a_nested_message_is_slimmed_too(encoded: bool) -> None:
     else:
         outer.add_attachment(email.message_from_bytes(inner, policy=email.policy.default))
     raw = outer.as_bytes(policy=outer.policy.clone(linesep="\r\n"))
-    slimmed = slim(raw, header_block(raw), max_depth=50, max_parts=1000,
-                   max_header_size=262_144)
-    assert len(slimmed.raw) < 4000
-    assert parse_message(raw).attachments[0].content_type == "message/rfc822"
+    built = tree(raw)
+    attached = built.message.get_payload()[1]
+    leaves = [attached] if encoded else attached.get_payload()[0].get_payload()
+    assert all(len(str(leaf.get_payload())) < 100 for leaf in leaves)
+    [listed] = parse_message(raw).attachments
+    assert listed.content_type == "message/rfc822" and listed.size > 60_000
 
 
 @pytest.mark.parametrize("field, message", [
@@ -122,3 +128,29 @@ def test_bad_base64_still_gets_a_size_and_no_exception() -> None:
     body = base64.encodebytes(os.urandom(9000)).replace(b"A", b"!")
     raw = with_attachment(b"x").replace(base64.encodebytes(b"x").rstrip(), body.rstrip())
     assert parse_message(raw).attachments[0].size > 0
+
+
+def test_a_nested_multipart_that_reuses_its_parents_boundary_is_read_one_way() -> None:
+    # The standard library and a pre-check once read this differently: what the check had
+    # not seen (a content type with a NUL) reached the database unchecked.
+    nested = (b"--nul\r\nContent-Type: multipart/mixed; boundary=\"nul\"\r\n\r\n" * 30
+              + b"--nul\r\nContent-Type: application/p\x00df; name=a.pdf\r\n\r\nabc\r\n--nul--\r\n")
+    raw = (b"From: alice@xyz.de\r\nContent-Type: multipart/mixed; boundary=\"nul\"\r\n\r\n"
+           + nested)
+    parsed = parse_message(raw)
+    assert all("\x00" not in a.content_type for a in parsed.attachments)
+    assert "application/pdf" in [a.content_type for a in parsed.attachments]
+
+
+def test_a_delivery_status_part_is_not_read_as_header_blocks() -> None:
+    report = (b"From: MAILER-DAEMON@xyz.de\r\nContent-Type: multipart/report; "
+              b"report-type=delivery-status; boundary=r\r\n\r\n--r\r\n"
+              b"Content-Type: text/plain\r\n\r\nNicht zustellbar.\r\n--r\r\n"
+              b"Content-Type: message/delivery-status\r\n\r\n"
+              + b"\r\n".join(b"Reporting-MTA: dns; x%d" % i for i in range(5000))
+              + b"\r\n--r--\r\n")
+    started = time.perf_counter()
+    parsed = parse_message(report)
+    assert parsed.body == "Nicht zustellbar."
+    assert [a.content_type for a in parsed.attachments] == ["message/delivery-status"]
+    assert time.perf_counter() - started < 0.5
