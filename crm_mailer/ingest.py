@@ -258,16 +258,18 @@ async def _sender_check(sessions: async_sessionmaker[AsyncSession], raw: bytes,
     verdicts = await proof_verdicts(raw, block, claim, envelope_sender,
                                     (t.sender_policy for t in tenants), config)
     lite = replace(lite, verdicts=verdicts)
-    refusals = []
+    unproven: list[str] = []
     for tenant_facts in facts:
         result = sender.check(lite, tenant_facts, Findings())
         if result.direction is not None:
             return verdicts
-        refusals.append(str(result.evidence[-1].detail.get("why", "")))
+        detail = result.evidence[-1].detail
+        if detail.get("unproven"):  # a known sender, but not proven as the policy asks
+            unproven.append(str(detail.get("why", "")))
     if not tenants:  # no tenant left (removed since RCPT): the store step says so
         return verdicts
-    if any("not proven" in why for why in refusals):
-        raise SenderNotProven(next(why for why in refusals if "not proven" in why))
+    if unproven:
+        raise SenderNotProven(unproven[0])
     raise SenderNotAuthorized("Sender is not authorized to file mail for this CRM")
 
 

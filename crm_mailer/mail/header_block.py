@@ -55,14 +55,24 @@ def _line_ending(raw: bytes, limit: int) -> bytes:
     return b"\r\n" if newline > 0 and raw[newline - 1:newline] == b"\r" else b"\n"
 
 
+def _without_crlf_header(raw: bytes, limit: int) -> bool:
+    """True when no CRLF ends a line before the first empty line: the header is all LF."""
+    blank = raw.find(b"\n\n", 0, limit)
+    end = blank if blank >= 0 else min(len(raw), limit)
+    return raw.find(b"\r\n", 0, end) < 0 and raw.find(b"\n", 0, end) >= 0
+
+
 def read_header_block(raw: bytes, *, max_size: int, max_fields: int,
                       line_ending: bytes | None = None) -> HeaderBlock:
     """Split the header block into fields; raise MessageTooLarge or MessageMalformed.
 
     `line_ending` is CRLF for mail received over SMTP, whose lines are CRLF by
-    protocol; None guesses from the first line (files).
+    protocol; but a header that uses LF alone throughout is read by LF (there is no
+    second reading to smuggle a field through). None guesses from the first line (files).
     """
     ending = line_ending or _line_ending(raw, max_size + 2)
+    if ending == b"\r\n" and _without_crlf_header(raw, max_size + 2):
+        ending = b"\n"  # LF throughout (a script's message sent as is): no mixed reading
     in_line = _BARE_BREAK if ending == b"\r\n" else _BARE_CR
     fields: list[tuple[str, bytearray]] = []
     pos = 0

@@ -34,7 +34,9 @@ _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _FOLD_BYTES = re.compile(rb"\r?\n(?=[ \t])")
 _LINE_BREAK_BYTES = re.compile(rb"[\r\n]+")
 _LINEBREAK = re.compile(r"[\r\n]+")
-_TRAILING_BLANKS = re.compile(r"[^\S\n]+$", re.MULTILINE)
+# From the first blank of a run only, and possessive: linear (20,000 spaces between two
+# words took 1.3 s with a backtracking pattern).
+_TRAILING_BLANKS = re.compile(r"(?<![^\S\n])[^\S\n]++$", re.MULTILINE)
 _EMPTY_LINES = re.compile(r"\n{3,}")
 _TRACE_HEADER = re.compile(rb"^(received|return-path|delivered-to|x-original-to):", re.IGNORECASE)
 _LINE_END = re.compile(rb"\r\n|\r|\n")
@@ -252,8 +254,8 @@ def derive_message_id(raw_message: bytes) -> str:
         stop = min(end, position + _HASH_CHUNK)
         if raw_message[stop - 1:stop] == b"\r" and stop < end:
             stop -= 1  # keep a CRLF that straddles the chunk together
-        chunk = raw_message[position:stop]
-        digest.update(_LINE_END.sub(b"\n", chunk))
+        chunk = raw_message[position:stop].replace(b"\r\n", b"\n")
+        digest.update(chunk.replace(b"\r", b"\n") if b"\r" in chunk else chunk)
         position = stop
     if raw_message[position - 1:position] not in (b"\n", b"\r") and end > 0 \
             and _after_trace_headers(raw_message) < end:

@@ -45,6 +45,8 @@ DnsTxt = Callable[[bytes], bytes | None]
 """A TXT lookup: query name (A-labels, no trailing dot) -> the record's bytes, or None."""
 
 MAX_DKIM_ATTEMPTS = 5  # aligned signatures verified per message; real mail has one or two
+MAX_DKIM_HEADER = 65_536  # bytes of header block dkimpy is given to read
+MAX_DKIM_FOLDS = 1000  # folded header lines, likewise
 DKIM_BUDGET_SECONDS = 5.0  # no verification starts after this; one takes up to 3 s at 30 MB
 DNS_TIMEOUT_SECONDS = 5.0
 MAX_AUTH_RESULTS = 10  # trusted Authentication-Results parsed per message, topmost first
@@ -192,6 +194,9 @@ def dkim_aligned_domain(
     header_length = header_end.start() if header_end else len(raw)
     if not from_domain or not _DKIM_SIGNATURE.search(raw, 0, header_length):
         return None  # spares parsing a large unsigned message
+    folds = raw.count(b"\n ", 0, header_length) + raw.count(b"\n\t", 0, header_length)
+    if header_length > MAX_DKIM_HEADER or folds > MAX_DKIM_FOLDS:
+        return None  # dkimpy joins folded lines in quadratic time: no mail signs such a header
     deadline = time.monotonic() + budget
     dnsfunc = _dkimpy_dnsfunc(dns_txt)
     try:

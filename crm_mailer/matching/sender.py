@@ -35,13 +35,15 @@ def check(match: MatchInput, facts: TenantFacts, findings: Findings) -> Findings
         elif sender in facts.contacts:
             direction, why = Direction.INBOUND, f"{sender} is a contact"
     source = "from" if match.message.from_address else "envelope"
+    unproven = False
     if direction is not None:
         verdict = match.verdicts.get(facts.sender_policy)
         if verdict is None or not verdict.passed:
-            direction = None
-            why = verdict.reason if verdict is not None else \
-                f"no proof of the sender was gathered for policy '{facts.sender_policy}'"
+            direction, unproven = None, True
+            why = verdict.reason if verdict is not None else "no proof of the sender was gathered"
+            if f"policy '{facts.sender_policy}'" not in why:
+                why = f"not proven under policy '{facts.sender_policy}': {why}"
     evidence = Evidence(NAME, direction.value if direction else "refused",
                         {"sender": sender, "source": source, "why": why,
-                         "policy": facts.sender_policy.value})
+                         "policy": facts.sender_policy.value, "unproven": unproven})
     return replace(findings, direction=direction, evidence=(*findings.evidence, evidence))

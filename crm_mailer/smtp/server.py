@@ -24,7 +24,7 @@ from aiosmtpd.smtp import MISSING, SMTP, syntax
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm_mailer.ingest import IngestConfig
-from crm_mailer.mail.proof import DnsTxt
+from crm_mailer.mail.proof import DnsTxt, registrable_domain
 from crm_mailer.settings import Settings
 from crm_mailer.smtp import replies
 from crm_mailer.smtp.access import Admission, Lease, MessageSlots, Refusal, client_address
@@ -268,6 +268,8 @@ class SmtpServer:
     async def start(self, host: str | None = None, port: int | None = None) -> tuple[str, int]:
         """Listen; returns the bound address (port 0 picks a free one)."""
         loop = asyncio.get_running_loop()
+        # Load the Public Suffix List now (about 0.1 s), not while the first message waits.
+        await asyncio.to_thread(registrable_domain, "example.com")
         self._server = await loop.create_server(
             self._protocol, host or self.settings.listen_host,
             self.settings.listen_port if port is None else port, reuse_address=True)

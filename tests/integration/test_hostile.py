@@ -229,6 +229,17 @@ async def test_a_from_line_hidden_behind_a_bare_cr_is_refused(
     assert await stored_ids(example) == []
 
 
+async def test_a_message_with_lf_line_ends_throughout_is_read_by_lf(
+        example: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    # A script's message sent as bytes keeps its LFs (smtplib converts only str): there is
+    # no second reading of its lines, so nothing can hide in them.
+    data = (b"From: alice@xyz.de\nTo: bob@acme.com\nSubject: XYZ Lead 11111\n"
+            b"Message-ID: <lf@xyz.de>\n\nHallo Bob")
+    replies = await asyncio.to_thread(raw_session, smtp, envelope(), data)
+    assert replies[-1].startswith("250 2.0.0 Message accepted and filed"), replies
+    assert (await history(example))[0]["contact"] == "bob@acme.com"
+
+
 # --- 6. no bounce for want of configuration -----------------------------------------------
 
 async def test_an_empty_directory_defers_instead_of_bouncing(
