@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -30,6 +31,21 @@ def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 def crm_mailer(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "crm_mailer", *args], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
+
+
+@contextlib.contextmanager
+def serving(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """`crm-mailer serve` in its own process on a free port, stopped when the block ends."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "crm_mailer", "serve", "--port", str(port)],
+                               env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_port(port, process)
+        yield process, port
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def wait_for_port(port: int, process: subprocess.Popen[str]) -> None:

@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import os
 import smtplib
-import subprocess
-import sys
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 
 from tests import factories
-from tests.acceptance.test_cli import cli_env, crm_mailer, wait_for_port
-from tests.pgcluster import free_port
+from tests.acceptance.test_cli import cli_env, crm_mailer, serving
 
 
 def peak_kib(pid: int) -> int:
@@ -47,12 +44,7 @@ def test_one_big_message_raises_peak_memory_by_at_most_three_times_its_size(
     directory = tmp_path / "directory.json"
     directory.write_text(factories.dumps(factories.directory()))
     assert crm_mailer(env, "import", str(directory)).returncode == 0
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "crm_mailer", "serve", "--port", str(port)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              text=True)
-    try:
-        wait_for_port(port, server)
+    with serving(env) as (server, port):
         with smtplib.SMTP("127.0.0.1", port) as client:  # warm up: code paths, pools
             client.sendmail("alice@xyz.de", ["crm@xyz.hq.example"], factories.mail())
         before = peak_kib(server.pid)
@@ -60,8 +52,5 @@ def test_one_big_message_raises_peak_memory_by_at_most_three_times_its_size(
         with smtplib.SMTP("127.0.0.1", port, timeout=120) as client:
             client.sendmail("alice@xyz.de", ["crm@xyz.hq.example"], raw)
         growth = (peak_kib(server.pid) - before) * 1024
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     print(f"peak grew by {growth / len(raw):.2f}x of {len(raw)} bytes")
     assert growth <= 3 * len(raw), f"{growth / len(raw):.2f}x"

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 import smtplib
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests import factories
-from tests.acceptance.test_cli import cli_env, crm_mailer, wait_for_port
+from tests.acceptance.test_cli import cli_env, crm_mailer, serving
 from tests.acceptance.test_leads_cli import fails, ok
-from tests.pgcluster import free_port
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -29,20 +26,12 @@ def env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
 
 
 def test_queue_session_through_the_cli(env: dict[str, str], tmp_path: Path) -> None:
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "crm_mailer", "serve", "--port", str(port)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port, server)
-        with smtplib.SMTP("127.0.0.1", port) as client:
-            for subject, to in (("Lead 11111 und 20001", "bob@acme.com"),
-                                ("Lead 11111", "dave@acme.com"),
-                                ("privat", "bob@acme.com")):
-                client.sendmail("alice@xyz.de", ["crm@xyz.hq.example"],
-                                factories.mail(subject=subject, to=to))
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
+    with serving(env) as (_, port), smtplib.SMTP("127.0.0.1", port) as client:
+        for subject, to in (("Lead 11111 und 20001", "bob@acme.com"),
+                            ("Lead 11111", "dave@acme.com"),
+                            ("privat", "bob@acme.com")):
+            client.sendmail("alice@xyz.de", ["crm@xyz.hq.example"],
+                            factories.mail(subject=subject, to=to))
 
     waiting = [json.loads(line) for line in ok(env, "pending", "list", "--format", "json")
                .splitlines()]

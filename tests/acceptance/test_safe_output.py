@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 import smtplib
-import subprocess
-import sys
 from pathlib import Path
 
 from tests import factories
-from tests.acceptance.test_cli import cli_env, crm_mailer, wait_for_port
+from tests.acceptance.test_cli import cli_env, crm_mailer, serving
 from tests.acceptance.test_leads_cli import ok
-from tests.pgcluster import free_port
 
 HOSTILE = "\x1b]0;pwned\x07 \x1b[2J Lead 11111 \x9b31m \u202egnp.exe"
 UNSAFE = ("\x1b", "\x07", "\x9b", "\u202e")
@@ -22,18 +19,10 @@ def test_tables_replace_control_characters_and_json_escapes_them(tmp_path: Path)
     directory = tmp_path / "directory.json"
     directory.write_text(factories.dumps(factories.directory()))
     assert crm_mailer(env, "import", str(directory)).returncode == 0
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "crm_mailer", "serve", "--port", str(port)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port, server)
-        with smtplib.SMTP("127.0.0.1", port) as client:
-            for subject in (HOSTILE, HOSTILE.replace("11111", "")):  # filed, and queued
-                client.sendmail("alice@xyz.de", ["crm@xyz.hq.example"],
-                                factories.mail(subject=subject, body=HOSTILE))
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
+    with serving(env) as (_, port), smtplib.SMTP("127.0.0.1", port) as client:
+        for subject in (HOSTILE, HOSTILE.replace("11111", "")):  # filed, and queued
+            client.sendmail("alice@xyz.de", ["crm@xyz.hq.example"],
+                            factories.mail(subject=subject, body=HOSTILE))
 
     [queued] = [json.loads(line) for line in
                 ok(env, "pending", "list", "--format", "json").splitlines()]
