@@ -9,17 +9,16 @@ import datetime as dt
 import json
 import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from crm_mailer.db.models import ReviewPolicy, StatusKind
-from crm_mailer.errors import DirectoryImportError
+from crm_mailer.errors import DirectoryImportError, InvalidRequest
+from crm_mailer.leads.values import parse_amount, parse_month
 from crm_mailer.mail.addresses import normalize_address, strict_domain
 from crm_mailer.mail.proof import SenderPolicy
 
 _SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-_MONTH = re.compile(r"(\d{4})-(\d{2})")
-MAX_AMOUNT = Decimal("999999999999.99")
 MAX_NUMBER = 2**63 - 1
 
 
@@ -148,20 +147,15 @@ def _email(where: str, value: str) -> str:
 
 def _revenue(where: str, data: Any) -> RevenueSpec:
     reader = _Reader(where, data)
-    month_text = reader.text("month")
-    match = _MONTH.fullmatch(month_text)
-    if not match or not 1 <= int(match.group(2)) <= 12:
-        raise reader.fail(f"month {month_text!r} must be YYYY-MM")
-    raw = data.get("amount")
-    if isinstance(raw, bool) or not isinstance(raw, str | int | Decimal):
-        raise reader.fail("'amount' must be a decimal string such as \"1234.50\"")
+    # The library's own rules (leads.values), so an import never stores what it refuses.
     try:
-        amount = Decimal(str(raw).strip())
-    except InvalidOperation:
-        raise reader.fail(f"amount {raw!r} is not a decimal number") from None
-    if not amount.is_finite() or amount.as_tuple().exponent < -2 or abs(amount) > MAX_AMOUNT:  # type: ignore[operator]
-        raise reader.fail(f"amount {raw!r} must be finite, with at most two decimal places")
-    return RevenueSpec(dt.date(int(match.group(1)), int(match.group(2)), 1), amount)
+        month = parse_month(reader.text("month"))
+        amount = parse_amount(data.get("amount"))
+    except InvalidRequest as exc:
+        raise reader.fail(str(exc)) from None
+    if amount == 0:  # the library removes a month set to 0; a list simply leaves it out
+        raise reader.fail("amount must be more than 0 (leave the month out instead)")
+    return RevenueSpec(month, amount)
 
 
 def _tenant(index: int, data: Any) -> TenantSpec:

@@ -259,15 +259,17 @@ class LeadLibrary:
     async def set_company(self, number: int, company: str,
                           contact: str | None = None) -> LeadView:
         """Move the lead to another company. Its contact is cleared (the FAQ's warning),
-        unless a contact of the new company is given in the same call."""
+        unless a contact of the new company is given in the same call. The lead's own
+        company again is no change: its contact stays (or is replaced, if one is given)."""
         async with self.session.begin_nested():
             lead = await self.lookup.lead(number)
             company_row = await self.lookup.company(company)
             contact_row = await self.lookup.contact(contact) if contact else None
             if contact_row is not None:
                 self._check_contact(contact_row, company_row.id, company, f"lead {number}")
+            if contact_row is not None or lead.company_id != company_row.id:
+                lead.contact_id = contact_row.id if contact_row else None
             lead.company_id = company_row.id
-            lead.contact_id = contact_row.id if contact_row else None
             await self.session.flush()
         return await self.get(number)
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
 from sqlalchemy import select
@@ -21,12 +18,13 @@ from crm_mailer.db.models import (
     SalesAction,
     Tenant,
 )
-from crm_mailer.errors import InvalidRequest, NotFound
+from crm_mailer.errors import NotFound
+from crm_mailer.leads.values import MAX_AMOUNT, parse_amount, parse_month
 from crm_mailer.mail.addresses import normalize_address
 
+__all__ = ["MAX_AMOUNT", "Lookup", "TenantScope", "parse_amount", "parse_month", "tenant_scope"]
+
 M = TypeVar("M", bound=Base)
-_MONTH = re.compile(r"(\d{4})-(\d{2})")
-MAX_AMOUNT = Decimal("999999999999.99")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,30 +42,6 @@ async def tenant_scope(session: AsyncSession, slug: str) -> TenantScope:
     if tenant is None:
         raise NotFound(f"no tenant '{slug}'")
     return TenantScope(tenant.id, tenant.slug)
-
-
-def parse_month(text: str) -> dt.date:
-    """`YYYY-MM` -> the first day of that month."""
-    match = _MONTH.fullmatch(text.strip())
-    if not match or not 1 <= int(match.group(2)) <= 12 or int(match.group(1)) < 1:
-        raise InvalidRequest(f"month {text!r} must be YYYY-MM")
-    return dt.date(int(match.group(1)), int(match.group(2)), 1)
-
-
-def parse_amount(value: str | int | Decimal) -> Decimal:
-    """A net amount: a decimal with at most two places, never a float."""
-    if isinstance(value, bool | float):
-        raise InvalidRequest(f"amount {value!r} must be a decimal string such as '1234.50'")
-    try:
-        amount = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise InvalidRequest(f"amount {value!r} is not a decimal number") from None
-    exponent = amount.as_tuple().exponent
-    if not amount.is_finite() or not isinstance(exponent, int) or exponent < -2:
-        raise InvalidRequest(f"amount {value!r} must have at most two decimal places")
-    if amount < 0 or amount > MAX_AMOUNT:
-        raise InvalidRequest(f"amount {value!r} must be between 0 and {MAX_AMOUNT}")
-    return amount.quantize(Decimal("0.01"))
 
 
 class Lookup:

@@ -137,6 +137,16 @@ async def test_a_host_of_another_tenant_is_refused(
     ('{"tenants": [{"slug": "x", "leads": [{"number": 1, "name": "n", "planned_revenues": '
      '[{"month": "2026-12", "amount": true}]}]}]}', "decimal string"),
     ('{"tenants": [{"slug": "x", "contacts": [{"email": "no-at-sign"}]}]}', "not a mail address"),
+    # The library's rules, not looser ones (issue 8): nothing the library would refuse.
+    ('{"tenants": [{"slug": "x", "leads": [{"number": 1, "name": "n", "planned_revenues": '
+     '[{"month": "2026-12", "amount": "-5000.00"}]}]}]}',
+     "tenant 'x', lead 1, planned_revenues[0]: amount '-5000.00' must be between 0 and"),
+    ('{"tenants": [{"slug": "x", "leads": [{"number": 1, "name": "n", "planned_revenues": '
+     '[{"month": "2026-12", "amount": -5000}]}]}]}', "must be between 0 and"),
+    ('{"tenants": [{"slug": "x", "leads": [{"number": 1, "name": "n", "planned_revenues": '
+     '[{"month": "2026-12", "amount": "0"}]}]}]}', "more than 0 (leave the month out"),
+    ('{"tenants": [{"slug": "x", "leads": [{"number": 1, "name": "n", "planned_revenues": '
+     '[{"month": "0000-12", "amount": "1"}]}]}]}', "month '0000-12' must be YYYY-MM"),
     ('{"tenants": [{"slug": "x", "lead_statuses": [{"name": "A", "kind": "maybe"}]}]}',
      "kind must be open, won or lost"),
 ])

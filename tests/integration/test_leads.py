@@ -166,6 +166,16 @@ async def test_changing_the_company_clears_the_contact_unless_one_is_given(
     assert (await leads.get(11111)).company == "acme"
 
 
+async def test_setting_the_leads_own_company_again_keeps_its_contact(
+        leads: LeadLibrary) -> None:
+    before = await leads.get(11111)
+    assert before.contact is not None
+    same = await leads.set_company(11111, before.company or "")
+    assert (same.company, same.contact) == (before.company, before.contact)
+    replaced = await leads.set_company(11111, before.company or "", contact="carol@acme.com")
+    assert replaced.contact == "carol@acme.com"
+
+
 async def test_planned_revenues_set_change_and_remove_exactly(leads: LeadLibrary) -> None:
     lead = await leads.set_revenue(11112, "2027-02", "1234.50")
     assert lead.expected_volume == Decimal("1234.80")
