@@ -223,13 +223,25 @@ class ReconciliationQueue:
                        company: str | None = None) -> None:
         """Re-place a filed entry; what is not given stays, if it still fits."""
         before = await self._placement_of(entry)
-        if lead is None and project is None and company is None:
-            lead, project = before["lead"], before["project"]  # only the contact changes
+        if lead is None and project is None and \
+                await self._still_fits(before["lead"], before["project"], company):
+            lead, project = before["lead"], before["project"]
         placement = await place(
             self.lookup, company=company, contact=contact, lead=lead, project=project,
             suggested_contacts=[before["contact"]] if before["contact"] else [],
             suggested_companies=[before["company"]] if before["company"] else [])
         await self._move(entry, placement, by)
+
+    async def _still_fits(self, lead: int | None, project: int | None,
+                          company: str | None) -> bool:
+        """True when the entry's lead or project belongs to `company` (or none is named)."""
+        if company is None:
+            return True
+        if lead is None and project is None:
+            return False
+        record = await (self.lookup.lead(lead) if lead is not None
+                        else self.lookup.project(project or 0))
+        return record.company_id == (await self.lookup.company(company)).id
 
     async def _file(self, message_row_id: int, placement: Placement, by: str,
                     participants: Sequence[str]) -> int:

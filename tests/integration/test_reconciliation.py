@@ -211,6 +211,30 @@ async def test_review_all_files_certain_mail_and_shows_it_for_a_check(
     assert len(await history(sessions)) == 1 and await pending(sessions) == []
 
 
+async def test_a_correction_naming_only_the_company_keeps_a_lead_that_still_fits(
+        sessions: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    document = directory()
+    document["tenants"][0]["review"] = "all"
+    await load_directory(sessions, document)
+    assert (await smtp.send(factories.mail(subject="Lead 11111"))).code == 250
+    [item] = await pending(sessions)
+    kept = await decide(sessions, "confirm", item["id"], by="anna", company="acme",
+                        contact="carol@acme.com")
+    assert (kept["company"], kept["lead"], kept["contact"]) == ("acme", 11111,
+                                                                "carol@acme.com")
+
+
+async def test_a_correction_to_another_company_drops_the_lead_that_no_longer_fits(
+        sessions: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    document = directory()
+    document["tenants"][0]["review"] = "all"
+    await load_directory(sessions, document)
+    assert (await smtp.send(factories.mail(subject="Lead 11111"))).code == 250
+    [item] = await pending(sessions)
+    moved = await decide(sessions, "confirm", item["id"], by="anna", company="globex")
+    assert (moved["company"], moved["lead"], moved["contact"]) == ("globex", None, None)
+
+
 async def test_expire_marks_old_waiting_mail_expired_and_keeps_it(
         crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
     item = await queued(smtp, crm, subject="alt")
