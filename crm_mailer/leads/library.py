@@ -312,7 +312,10 @@ class LeadLibrary:
         """Create a project from the lead: name, company and contact taken over, the lead
         linked to it and set to the tenant's first won status."""
         async with self.session.begin_nested():
+            # The lead row locked before it is read: a second convert waits here, then
+            # sees the project the first one made (without the lock both made one).
             lead = await self.lookup.lead(number)
+            await self.session.refresh(lead, with_for_update=True)
             if lead.project_id is not None:
                 existing = await self.session.get_one(Project, lead.project_id)
                 raise Conflict(f"lead {number} was already converted to project "

@@ -9,10 +9,11 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm_mailer.db.engine import writing
-from crm_mailer.db.models import StatusKind
+from crm_mailer.db.models import Project, StatusKind
 from crm_mailer.errors import Conflict, InvalidRequest, NotFound
 from crm_mailer.leads import LeadLibrary, pipeline_sums, tenant_scope
 from crm_mailer.leads.statuses import StatusLibrary
@@ -331,3 +332,29 @@ async def test_update_renames_and_changes_one_lead(leads: LeadLibrary) -> None:
     with pytest.raises(InvalidRequest, match="the name must not be empty"):
         await leads.update(11112, name="  ")
     assert (await leads.get(11112)).name == "Wartung 2027"
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_two_converts_of_one_lead_at_once_make_one_project(
+        crm: async_sessionmaker[AsyncSession]) -> None:
+    """Issue 8, race 1: the second convert waits for the first, then is refused."""
+    async with writing(crm) as first_session:
+        first = LeadLibrary(first_session, await tenant_scope(first_session, "xyz"))
+        await first.convert_to_project(11111)  # holds the lead's row until it commits
+
+        async def second() -> Any:
+            async with writing(crm) as session:
+                library = LeadLibrary(session, await tenant_scope(session, "xyz"))
+                return await library.convert_to_project(11111)
+
+        racing = asyncio.create_task(second())
+        await asyncio.sleep(0.5)
+        assert not racing.done()  # waiting on the lock, not making a second project
+    with pytest.raises(Conflict, match="already converted to project"):
+        await racing
+    async with writing(crm) as session:
+        library = LeadLibrary(session, await tenant_scope(session, "xyz"))
+        lead = await library.get(11111)
+        projects = await session.scalar(select(func.count()).select_from(Project))
+    assert lead.project == 20002 and projects == 2  # 20001 from the directory, and one more
