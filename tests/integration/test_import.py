@@ -36,6 +36,12 @@ async def snapshot(sessions: async_sessionmaker[AsyncSession]) -> dict[str, Any]
         }
 
 
+async def contact_of_lead(sessions: async_sessionmaker[AsyncSession], number: int) -> str | None:
+    async with sessions() as session:
+        return await session.scalar(select(Contact.email).join(Lead, Lead.contact_id == Contact.id)
+                                    .where(Lead.number == number))
+
+
 async def test_reimporting_the_same_file_changes_nothing(
         sessions: async_sessionmaker[AsyncSession]) -> None:
     first = await load_directory(sessions, factories.directory())
@@ -76,6 +82,7 @@ async def test_a_changed_file_updates_in_place(sessions: async_sessionmaker[Asyn
                                                    ("carol@acme.com", "")]
     [lead] = state["leads"]
     assert lead[1] == "Relaunch 2027" and lead[3] == [("2027-01-01", Decimal("500.00"))]
+    assert await contact_of_lead(sessions, 11111) == "carol@acme.com"
     # Removing a host from the file stops accepting it; records not named are kept.
     document["tenants"][0]["hosts"] = ["crm.xyz.example"]
     document["tenants"][0]["contacts"] = []
@@ -83,6 +90,7 @@ async def test_a_changed_file_updates_in_place(sessions: async_sessionmaker[Asyn
     await load_directory(sessions, document)
     state = await snapshot(sessions)
     assert state["hosts"] == ["crm.xyz.example"] and len(state["contacts"]) == 2
+    assert await contact_of_lead(sessions, 11111) is None
 
 
 @pytest.mark.parametrize("change, message", [
@@ -167,3 +175,22 @@ def test_hosts_and_emails_are_stored_in_idna_form() -> None:
                              '"contacts": [{"email": "Jürgen@Müller.example"}]}]}')
     assert spec.hosts == ("xn--bro-abc-n2a.example",)
     assert spec.contacts[0].email == "jürgen@xn--mller-kva.example"
+
+
+@pytest.mark.parametrize("record", ["lead 11111", "project 20001"])
+async def test_a_contact_of_another_company_is_refused_and_changes_nothing(
+        sessions: async_sessionmaker[AsyncSession], record: str) -> None:
+    await load_directory(sessions, factories.directory())
+    before = await snapshot(sessions)
+    document = factories.directory()
+    tenant = document["tenants"][0]
+    tenant["companies"].append({"key": "globex", "name": "Globex", "domains": ["globex.example"]})
+    tenant["contacts"].append({"email": "hank@globex.example", "company": "globex"})
+    kind, number = record.split()
+    [row] = [r for r in tenant[f"{kind}s"] if r["number"] == int(number)]
+    row.update(company="acme", contact="hank@globex.example")
+    with pytest.raises(DirectoryImportError) as raised:
+        await load_directory(sessions, document)
+    assert str(raised.value) == (f"tenant 'xyz', {record}: contact 'hank@globex.example' "
+                                 "does not belong to its company")
+    assert await snapshot(sessions) == before
