@@ -193,7 +193,7 @@ class LeadLibrary:
             raise InvalidRequest("a lead needs a name")
         async with self.session.begin_nested():
             company_row = await self.lookup.company(company)
-            contact_row = await self.lookup.contact(contact) if contact else None
+            contact_row = await self.lookup.contact(contact, "share") if contact else None
             if contact_row is not None:
                 self._check_contact(contact_row, company_row.id, company, "new lead")
             status_row = await (self.lookup.status(status) if status else self._default_status())
@@ -214,9 +214,7 @@ class LeadLibrary:
         if not isinstance(name, Unset) and not name.strip():
             raise InvalidRequest(f"lead {number}: the name must not be empty")
         async with self.session.begin_nested():
-            if not isinstance(name, Unset):
-                (await self.lookup.lead(number)).name = name.strip()
-            await self._update_leads([number], contact=contact, status=status,
+            await self._update_leads([number], name=name, contact=contact, status=status,
                                      sales_action=sales_action)
         return await self.get(number)
 
@@ -233,13 +231,18 @@ class LeadLibrary:
         return [await self.get(number) for number in dict.fromkeys(numbers)]
 
     async def _update_leads(self, numbers: Sequence[int], *, contact: str | Unset | None,
-                            status: str | Unset, sales_action: str | Unset | None) -> None:
-        contact_row = (await self.lookup.contact(contact)
+                            status: str | Unset, sales_action: str | Unset | None,
+                            name: str | Unset = UNSET) -> None:
+        # Locked before they are read: a company change committed meanwhile is seen here
+        # (the contact check below uses it), or waits until we are done.
+        contact_row = (await self.lookup.contact(contact, "share")
                        if isinstance(contact, str) else None)
         status_row = await self.lookup.status(status) if isinstance(status, str) else None
         action_row = (await self.lookup.sales_action(sales_action)
                       if isinstance(sales_action, str) else None)
-        leads = [await self.lookup.lead(number) for number in dict.fromkeys(numbers)]
+        locked = {number: await self.lookup.lead(number, "update")
+                  for number in sorted(set(numbers))}  # in one order: two bulk updates
+        leads = [locked[number] for number in dict.fromkeys(numbers)]  # never deadlock
         companies = {c.id: c.key for c in await self.session.scalars(
             select(Company).where(Company.id.in_({lead.company_id for lead in leads
                                                   if lead.company_id})))}
@@ -248,6 +251,8 @@ class LeadLibrary:
                 self._check_contact(contact_row, lead.company_id,
                                     companies.get(lead.company_id or 0), f"lead {lead.number}")
         for lead in leads:
+            if not isinstance(name, Unset):
+                lead.name = name.strip()
             if not isinstance(contact, Unset):
                 lead.contact_id = contact_row.id if contact_row else None
             if status_row is not None:
@@ -262,9 +267,9 @@ class LeadLibrary:
         unless a contact of the new company is given in the same call. The lead's own
         company again is no change: its contact stays (or is replaced, if one is given)."""
         async with self.session.begin_nested():
-            lead = await self.lookup.lead(number)
+            contact_row = await self.lookup.contact(contact, "share") if contact else None
+            lead = await self.lookup.lead(number, "update")
             company_row = await self.lookup.company(company)
-            contact_row = await self.lookup.contact(contact) if contact else None
             if contact_row is not None:
                 self._check_contact(contact_row, company_row.id, company, f"lead {number}")
             if contact_row is not None or lead.company_id != company_row.id:
@@ -278,7 +283,7 @@ class LeadLibrary:
         """Set the planned net revenue of one month; an amount of 0 removes the month."""
         first_day, value = parse_month(month), parse_amount(amount)
         async with self.session.begin_nested():
-            lead = await self.lookup.lead(number)
+            lead = await self.lookup.lead(number, "update")
             existing = await self.session.scalar(select(PlannedRevenue).where(
                 PlannedRevenue.lead_id == lead.id, PlannedRevenue.month == first_day))
             if value == 0:
@@ -295,7 +300,7 @@ class LeadLibrary:
         """Delete a lead. Mail filed on it is not dropped silently: refused unless
         `detach_history`, which keeps those entries in the company's history."""
         async with self.session.begin_nested():
-            lead = await self.lookup.lead(number)
+            lead = await self.lookup.lead(number, "update")
             filed = await self.session.scalar(select(func.count()).select_from(HistoryEntry)
                                               .where(HistoryEntry.lead_id == lead.id))
             if filed and not detach_history:
@@ -314,8 +319,7 @@ class LeadLibrary:
         async with self.session.begin_nested():
             # The lead row locked before it is read: a second convert waits here, then
             # sees the project the first one made (without the lock both made one).
-            lead = await self.lookup.lead(number)
-            await self.session.refresh(lead, with_for_update=True)
+            lead = await self.lookup.lead(number, "update")
             if lead.project_id is not None:
                 existing = await self.session.get_one(Project, lead.project_id)
                 raise Conflict(f"lead {number} was already converted to project "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,9 +22,18 @@ from crm_mailer.errors import NotFound
 from crm_mailer.leads.values import MAX_AMOUNT, parse_amount, parse_month
 from crm_mailer.mail.addresses import normalize_address
 
-__all__ = ["MAX_AMOUNT", "Lookup", "TenantScope", "parse_amount", "parse_month", "tenant_scope"]
+__all__ = [
+    "MAX_AMOUNT", "Lookup", "RowLock", "TenantScope", "parse_amount", "parse_month",
+    "tenant_scope",
+]
 
 M = TypeVar("M", bound=Base)
+
+# A row to change is locked for update; a row a change relies on (the contact whose company
+# is checked, the lead a mail is filed on) for share, so no one changes it until we commit.
+# Locks are taken contact first, then lead or project, in the order the importer writes.
+# SQLite serializes writers and renders neither.
+RowLock = Literal["update", "share"] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +59,13 @@ class Lookup:
     def __init__(self, session: AsyncSession, tenant: TenantScope) -> None:
         self.session, self.tenant = session, tenant
 
-    async def _one(self, model: type[M], column: Any, value: object, what: str) -> M:
+    async def _one(self, model: type[M], column: Any, value: object, what: str,
+                   lock: RowLock = None) -> M:
         tenant_column: Any = model.tenant_id  # type: ignore[attr-defined]
         statement: Any = select(model).where(tenant_column == self.tenant.id, column == value)
+        if lock is not None:  # and read what the lock holder committed, not a stale copy
+            statement = statement.with_for_update(read=lock == "share") \
+                .execution_options(populate_existing=True)
         found: M | None = await self.session.scalar(statement)
         if found is None:
             raise NotFound(f"no {what} in tenant '{self.tenant.slug}'")
@@ -61,9 +74,9 @@ class Lookup:
     async def company(self, key: str) -> Company:
         return await self._one(Company, Company.key, key, f"company '{key}'")
 
-    async def contact(self, email: str) -> Contact:
+    async def contact(self, email: str, lock: RowLock = None) -> Contact:
         normalized = normalize_address(email) or email.strip().lower()
-        return await self._one(Contact, Contact.email, normalized, f"contact '{email}'")
+        return await self._one(Contact, Contact.email, normalized, f"contact '{email}'", lock)
 
     async def status(self, name: str) -> LeadStatus:
         return await self._one(LeadStatus, LeadStatus.name, name, f"lead status '{name}'")
@@ -71,8 +84,8 @@ class Lookup:
     async def sales_action(self, name: str) -> SalesAction:
         return await self._one(SalesAction, SalesAction.name, name, f"sales action '{name}'")
 
-    async def lead(self, number: int) -> Lead:
-        return await self._one(Lead, Lead.number, number, f"lead {number}")
+    async def lead(self, number: int, lock: RowLock = None) -> Lead:
+        return await self._one(Lead, Lead.number, number, f"lead {number}", lock)
 
-    async def project(self, number: int) -> Project:
-        return await self._one(Project, Project.number, number, f"project {number}")
+    async def project(self, number: int, lock: RowLock = None) -> Project:
+        return await self._one(Project, Project.number, number, f"project {number}", lock)

@@ -34,10 +34,12 @@ async def place(lookup: Lookup, *, company: str | None, contact: str | None,
     or the suggestions, in that order. Raises InvalidRequest or NotFound, naming the part."""
     if lead is not None and project is not None:
         raise InvalidRequest("choose a lead or a project, not both")
-    lead_row = await lookup.lead(lead) if lead is not None else None
-    project_row = await lookup.project(project) if project is not None else None
+    # Share locks: no company change of the contact, lead or project until the entry is
+    # filed, so what is checked here is what is filed.
+    contact_row = await lookup.contact(contact, "share") if contact else None
+    lead_row = await lookup.lead(lead, "share") if lead is not None else None
+    project_row = await lookup.project(project, "share") if project is not None else None
     record = lead_row or project_row
-    contact_row = await lookup.contact(contact) if contact else None
 
     if company is not None:
         company_row = await lookup.company(company)
@@ -57,7 +59,7 @@ async def place(lookup: Lookup, *, company: str | None, contact: str | None,
     if contact_row is None:
         for email in suggested_contacts or []:
             try:
-                candidate = await lookup.contact(email)
+                candidate = await lookup.contact(email, "share")
             except NotFound:  # removed from the directory since
                 continue
             if candidate.company_id == company_row.id:

@@ -172,8 +172,10 @@ class ReconciliationQueue:
         async with self.session.begin_nested():
             pending = await self._claim(pending_id, PendingState.CONFIRMED, by)
             candidates = pending.candidates
-            entry = await self.session.scalar(select(HistoryEntry).where(
-                HistoryEntry.inbound_message_id == pending.inbound_message_id))
+            entry = await self.session.scalar(
+                select(HistoryEntry)
+                .where(HistoryEntry.inbound_message_id == pending.inbound_message_id)
+                .with_for_update(of=HistoryEntry).execution_options(populate_existing=True))
             if entry is not None:  # filed already (review = all): accept, or correct it
                 if (lead, project, contact, company) != (None,) * 4:
                     await self._correct(entry, by=by, lead=lead, project=project,
@@ -211,8 +213,10 @@ class ReconciliationQueue:
         if (lead, project, contact) == (None, None, None):
             raise InvalidRequest("nothing to move: give a lead, a project or a contact")
         async with self.session.begin_nested():
-            entry = await self.session.scalar(select(HistoryEntry).where(
-                HistoryEntry.id == entry_id, HistoryEntry.tenant_id == self.tenant.id))
+            entry = await self.session.scalar(
+                select(HistoryEntry).where(HistoryEntry.id == entry_id,
+                                           HistoryEntry.tenant_id == self.tenant.id)
+                .with_for_update(of=HistoryEntry).execution_options(populate_existing=True))
             if entry is None:
                 raise NotFound(f"no history entry {entry_id} in tenant '{self.tenant.slug}'")
             await self._correct(entry, by=by, lead=lead, project=project, contact=contact)
@@ -285,10 +289,13 @@ class ReconciliationQueue:
         tenant = await self.session.get_one(Tenant, self.tenant.id)
         ref = repositories.TenantRef(tenant.id, tenant.slug, tenant.review, tenant.sender_policy)
         filed = updated = unchanged = 0
+        # Locked as read: a person's confirm or reject waits for us and then finds the item
+        # decided; one they committed first leaves it out of this list.
         waiting = (await self.session.scalars(
             select(PendingMatch).where(PendingMatch.tenant_id == tenant.id,
                                        PendingMatch.state == PendingState.WAITING)
-            .order_by(PendingMatch.id))).all()
+            .order_by(PendingMatch.id).with_for_update(of=PendingMatch)
+            .execution_options(populate_existing=True))).all()
         for pending in waiting:
             if Reason.REVIEW.value in pending.reasons:  # filed already, waits for a check
                 unchanged += 1

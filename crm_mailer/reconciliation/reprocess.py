@@ -47,7 +47,8 @@ async def reprocess(session: AsyncSession, tenant: TenantScope, config: IngestCo
     query = (select(PendingMatch)
              .where(PendingMatch.tenant_id == tenant.id,
                     PendingMatch.state == PendingState.WAITING)
-             .order_by(PendingMatch.id).with_for_update(of=PendingMatch))
+             .order_by(PendingMatch.id).with_for_update(of=PendingMatch)
+             .execution_options(populate_existing=True))
     if pending_ids:
         query = query.where(PendingMatch.id.in_(pending_ids))
     report: Counter[str] = Counter()

@@ -1,0 +1,223 @@
+"""Two operations on one lead, queue item or history entry at once (issue 8).
+
+Each test holds the first operation's transaction open, starts the second on its own
+connection, and on PostgreSQL waits until the second is blocked on a row lock before the
+first commits: the interleaving is forced, not hoped for. SQLite serializes writers, so
+there the same two calls run one after the other and must stay just as correct.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from crm_mailer.db.engine import writing
+from crm_mailer.db.models import HistoryChange
+from crm_mailer.errors import Conflict, InvalidRequest
+from crm_mailer.leads import LeadLibrary, tenant_scope
+from crm_mailer.reconciliation import ReconciliationQueue
+from tests import factories
+from tests.conftest import SmtpClient, load_directory
+from tests.integration.test_reconciliation import directory, queued
+from tests.integration.test_smtp_ingest import history, pending
+
+Operation = Callable[[AsyncSession], Awaitable[Any]]
+
+
+@pytest.fixture
+async def crm(sessions: async_sessionmaker[AsyncSession]) -> async_sessionmaker[AsyncSession]:
+    await load_directory(sessions, directory())
+    return sessions
+
+
+def leads(session: AsyncSession) -> Awaitable[LeadLibrary]:
+    async def make() -> LeadLibrary:
+        return LeadLibrary(session, await tenant_scope(session, "xyz"))
+    return make()
+
+
+def queue(session: AsyncSession) -> Awaitable[ReconciliationQueue]:
+    async def make() -> ReconciliationQueue:
+        return ReconciliationQueue(session, await tenant_scope(session, "xyz"))
+    return make()
+
+
+async def blocked_on_a_lock(sessions: async_sessionmaker[AsyncSession]) -> None:
+    """Return once another connection waits for a row lock (PostgreSQL only)."""
+    async with sessions() as watcher:
+        for _ in range(500):
+            waiting = await watcher.scalar(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND datname = current_database()"))
+            if waiting:
+                return
+            await asyncio.sleep(0.02)
+    raise AssertionError("the second operation never waited for the first one's lock")
+
+
+async def race(sessions: async_sessionmaker[AsyncSession], first: Operation,
+               second: Operation) -> tuple[Any, BaseException | Any]:
+    """Run `first` and keep its transaction open while `second` starts; then commit
+    `first`. Returns first's result and second's result or exception."""
+
+    async def run_second() -> Any:
+        async with writing(sessions) as session:
+            return await second(session)
+
+    async with writing(sessions) as session:
+        first_result = await first(session)
+        racing = asyncio.create_task(run_second())
+        if session.bind.dialect.name == "postgresql":
+            await blocked_on_a_lock(sessions)
+    try:
+        return first_result, await racing
+    except (Conflict, InvalidRequest) as refused:
+        return first_result, refused
+
+
+# --- rematch against a person's decision (race 2) ----------------------------------------
+
+
+async def made_certain(crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> int:
+    """A waiting mail that rematch would now file: its contact was just imported."""
+    item = await queued(smtp, crm, subject="Lead 11111", to="dave@acme.com")
+    assert item["reasons"] == ["no_contact"]
+    document = directory()
+    document["tenants"][0]["contacts"].append({"email": "dave@acme.com", "company": "acme"})
+    await load_directory(crm, document)
+    return int(item["id"])
+
+
+async def test_a_reject_made_while_rematch_runs_stands(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    item = await made_certain(crm, smtp)
+
+    async def reject(session: AsyncSession) -> Any:
+        return await (await queue(session)).reject(item, by="anna", reason="privat")
+
+    async def rematch(session: AsyncSession) -> Any:
+        return await (await queue(session)).rematch()
+
+    rejected, report = await race(crm, reject, rematch)
+    assert rejected["state"] == "rejected"
+    assert (report.filed, report.updated, report.unchanged) == (0, 0, 0)
+    assert await history(crm) == []
+    async with writing(crm) as session:
+        shown = await (await queue(session)).show(item)
+    assert (shown["state"], shown["resolved_by"], shown["note"]) == ("rejected", "anna",
+                                                                     "privat")
+
+
+async def test_a_reject_after_rematch_filed_the_mail_is_refused(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    item = await made_certain(crm, smtp)
+
+    async def rematch(session: AsyncSession) -> Any:
+        return await (await queue(session)).rematch()
+
+    async def reject(session: AsyncSession) -> Any:
+        return await (await queue(session)).reject(item, by="anna")
+
+    report, refused = await race(crm, rematch, reject)
+    assert report.filed == 1
+    assert isinstance(refused, Conflict)
+    assert f"pending mail {item} was already confirmed by crm-mailer (rematch)" in str(refused)
+    [entry] = await history(crm)
+    assert (entry["lead"], entry["contact"], entry["filed_by"]) == (
+        11111, "dave@acme.com", "crm-mailer (rematch)")
+
+
+async def test_rematch_after_a_confirm_leaves_the_confirmed_mail_alone(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    """The confirm wins: rematch must neither file the mail twice nor fail the import."""
+    item = await made_certain(crm, smtp)
+
+    async def confirm(session: AsyncSession) -> Any:
+        return await (await queue(session)).confirm(item, by="anna", lead=11111,
+                                                    contact="bob@acme.com")
+
+    async def rematch(session: AsyncSession) -> Any:
+        return await (await queue(session)).rematch()
+
+    entry, report = await race(crm, confirm, rematch)
+    assert (report.filed, report.updated, report.unchanged) == (0, 0, 0)
+    assert [(e["id"], e["contact"], e["filed_by"]) for e in await history(crm)] == [
+        (entry["id"], "bob@acme.com", "anna")]
+    assert await pending(crm) == []
+
+
+# --- a lead's company changed meanwhile (race 3) ------------------------------------------
+
+
+async def set_company_globex(session: AsyncSession) -> Any:
+    return await (await leads(session)).set_company(11111, "globex")
+
+
+async def test_a_bulk_contact_update_sees_a_company_change_made_meanwhile(
+        crm: async_sessionmaker[AsyncSession]) -> None:
+    async def update_contact(session: AsyncSession) -> Any:
+        return await (await leads(session)).update_many([11111], contact="carol@acme.com")
+
+    moved, refused = await race(crm, set_company_globex, update_contact)
+    assert (moved.company, moved.contact) == ("globex", None)
+    assert isinstance(refused, InvalidRequest)
+    assert "lead 11111: contact 'carol@acme.com' does not belong to company 'globex'" in str(
+        refused)
+    async with writing(crm) as session:
+        lead = await (await leads(session)).get(11111)
+    assert (lead.company, lead.contact) == ("globex", None)
+
+
+async def test_a_company_change_after_a_bulk_contact_update_clears_that_contact(
+        crm: async_sessionmaker[AsyncSession]) -> None:
+    async def update_contact(session: AsyncSession) -> Any:
+        return await (await leads(session)).update_many([11111], contact="carol@acme.com")
+
+    updated, moved = await race(crm, update_contact, set_company_globex)
+    assert [(v.company, v.contact) for v in updated] == [("acme", "carol@acme.com")]
+    assert (moved.company, moved.contact) == ("globex", None)
+
+
+async def test_a_confirm_onto_a_lead_that_moved_meanwhile_is_refused(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    """What the person chose is checked against the lead as it is when the mail is filed."""
+    item = await queued(smtp, crm, subject="Angebot ohne Nummer", to="bob@acme.com")
+
+    async def confirm(session: AsyncSession) -> Any:
+        return await (await queue(session)).confirm(int(item["id"]), by="anna", lead=11111,
+                                                    contact="bob@acme.com")
+
+    moved, refused = await race(crm, set_company_globex, confirm)
+    assert moved.company == "globex"
+    assert isinstance(refused, InvalidRequest)
+    assert "contact 'bob@acme.com' does not belong to company 'globex'" in str(refused)
+    assert await history(crm) == []
+    assert [p["id"] for p in await pending(crm)] == [item["id"]]  # still waiting
+
+
+async def test_two_moves_of_one_entry_keep_an_unbroken_audit_trail(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    assert (await smtp.send(factories.mail(subject="Lead 11111"))).code == 250
+    [entry] = await history(crm)
+
+    async def to_carol(session: AsyncSession) -> Any:
+        return await (await queue(session)).move(entry["id"], by="anna",
+                                                 contact="carol@acme.com")
+
+    async def to_project(session: AsyncSession) -> Any:
+        return await (await queue(session)).move(entry["id"], by="ben", project=20001)
+
+    first, second = await race(crm, to_carol, to_project)
+    assert (first["contact"], first["lead"]) == ("carol@acme.com", 11111)
+    assert (second["contact"], second["lead"], second["project"]) == (
+        "carol@acme.com", None, 20001)
+    async with crm() as session:
+        changes = (await session.scalars(select(HistoryChange).where(
+            HistoryChange.history_entry_id == entry["id"]).order_by(HistoryChange.id))).all()
+    assert [c.changed_by for c in changes] == ["anna", "ben"]
+    assert changes[1].before == changes[0].after  # ben's change starts where anna's ended
