@@ -9,13 +9,15 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm_mailer.db.engine import writing
-from crm_mailer.db.models import Project, StatusKind
+from crm_mailer.db.models import Project, ProjectTask, StatusKind
 from crm_mailer.errors import Conflict, InvalidRequest, NotFound
 from crm_mailer.leads import LeadLibrary, pipeline_sums, tenant_scope
+from crm_mailer.leads.library import SalesTask
 from crm_mailer.leads.statuses import StatusLibrary
 from crm_mailer.views import list_history
 from tests import factories
@@ -358,3 +360,110 @@ async def test_two_converts_of_one_lead_at_once_make_one_project(
         lead = await library.get(11111)
         projects = await session.scalar(select(func.count()).select_from(Project))
     assert lead.project == 20002 and projects == 2  # 20001 from the directory, and one more
+
+
+async def test_pipeline_counts_a_lead_that_has_no_planned_revenue(leads: LeadLibrary) -> None:
+    await leads.create(name="Noch ohne Umsatz", company="acme", status="Angebot")
+    rows = await pipeline_sums(leads.session, leads.tenant)
+    assert [(r.status, r.leads, r.expected_volume) for r in rows] == [
+        ("Erstkontakt", 1, Decimal("12000.00")), ("Angebot", 2, Decimal("0.30"))]
+
+
+async def test_convert_sets_the_first_won_status_in_status_order(leads: LeadLibrary) -> None:
+    statuses = StatusLibrary(leads.session, leads.tenant)
+    await statuses.add("Auftrag erteilt", StatusKind.WON, position=3)  # before "Gewonnen"
+    await statuses.add("Abgerechnet", StatusKind.WON)  # last
+    await leads.convert_to_project(11111)
+    lead = await leads.get(11111)
+    assert (lead.status, lead.status_kind) == ("Auftrag erteilt", StatusKind.WON)
+
+
+async def test_set_kind_changes_what_a_status_counts_as(
+        crm: async_sessionmaker[AsyncSession]) -> None:
+    async with writing(crm) as session:
+        views = await StatusLibrary(session, await tenant_scope(session, "xyz")).set_kind(
+            "Angebot", "won")
+        assert [(v.name, v.kind) for v in views if v.name == "Angebot"] == [
+            ("Angebot", StatusKind.WON)]
+    async with writing(crm) as session:
+        tenant = await tenant_scope(session, "xyz")
+        library = LeadLibrary(session, tenant)
+        assert (await library.get(11112)).status_kind is StatusKind.WON
+        assert [lead.number for lead in await library.list_leads(kinds=[StatusKind.WON])] == [
+            11112, 11113]
+        assert [row.status for row in await pipeline_sums(session, tenant)] == ["Erstkontakt"]
+        with pytest.raises(InvalidRequest, match="must be open, won or lost"):
+            await StatusLibrary(session, tenant).set_kind("Angebot", "maybe")
+
+
+# A failure only the database sees: the library checks every lead before it writes, so a
+# trigger stands in for what it cannot check (a constraint, a lock timeout, a lost server).
+REFUSE_UPDATES_OF_LEAD_11113 = {
+    "sqlite": ["CREATE TRIGGER refuse_11113 BEFORE UPDATE ON leads WHEN OLD.number = 11113 "
+               "BEGIN SELECT RAISE(ABORT, 'lead 11113 refuses changes'); END"],
+    "postgresql": [
+        "CREATE FUNCTION refuse_lead_update() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "RAISE EXCEPTION 'lead 11113 refuses changes' USING ERRCODE = 'check_violation'; "
+        "END $$",
+        "CREATE TRIGGER refuse_11113 BEFORE UPDATE ON leads FOR EACH ROW "
+        "WHEN (OLD.number = 11113) EXECUTE FUNCTION refuse_lead_update()"],
+}
+
+
+async def test_a_bulk_update_failing_in_the_database_keeps_the_callers_earlier_work(
+        crm: async_sessionmaker[AsyncSession], backend: str) -> None:
+    async with writing(crm) as session:
+        for statement in REFUSE_UPDATES_OF_LEAD_11113[backend]:
+            await session.execute(text(statement))
+    async with writing(crm) as session:
+        library = LeadLibrary(session, await tenant_scope(session, "xyz"))
+        before = [lead.as_json() for lead in await library.list_leads()]
+        earlier = await library.create(name="Vorher angelegt", company="acme")
+        with pytest.raises(IntegrityError, match="lead 11113 refuses changes"):
+            await library.update_many([11111, 11112, 11113], status="Angebot",
+                                      sales_action="Mailing")
+        # The caller's transaction goes on, and commits at the end of this block.
+    async with writing(crm) as session:
+        library = LeadLibrary(session, await tenant_scope(session, "xyz"))
+        after = [lead.as_json() for lead in await library.list_leads()]
+    assert after == [*before, earlier.as_json()]
+
+
+async def until_a_connection_waits_for_a_lock(sessions: async_sessionmaker[AsyncSession]) -> None:
+    """Return once a connection to this PostgreSQL database is waiting for a lock."""
+    for _ in range(1000):
+        async with sessions() as session:  # pg_stat_activity is read once per transaction
+            if await session.scalar(text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'")):
+                return
+        await asyncio.sleep(0.01)
+    raise AssertionError("no connection started waiting for a lock within 10 s")
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("sales_project_exists", [False, True])
+async def test_two_first_uses_of_a_sales_task_at_once_return_the_same_task(
+        crm: async_sessionmaker[AsyncSession], sales_project_exists: bool) -> None:
+    """The later one waits for the earlier one's insert, hits the unique key when it
+    commits, and retries: it returns the rows the earlier one made."""
+    if sales_project_exists:
+        async with writing(crm) as session:
+            await LeadLibrary(session, await tenant_scope(session, "xyz")).sales_task("globex")
+
+    async def sales_task() -> SalesTask:
+        async with writing(crm) as session:
+            library = LeadLibrary(session, await tenant_scope(session, "xyz"))
+            return await library.sales_task("acme")
+
+    async with writing(crm) as session:
+        first = await LeadLibrary(session, await tenant_scope(session, "xyz")).sales_task("acme")
+        racing = asyncio.create_task(sales_task())
+        await until_a_connection_waits_for_a_lock(crm)  # it found no task, and inserts one
+    assert await racing == first
+    async with crm() as session:
+        tasks = await session.scalar(select(func.count()).select_from(ProjectTask))
+        sales_projects = await session.scalar(select(func.count()).select_from(Project)
+                                              .where(Project.is_sales_project.is_(True)))
+    assert (tasks, sales_projects) == (2 if sales_project_exists else 1, 1)
