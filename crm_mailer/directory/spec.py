@@ -1,6 +1,8 @@
 """The import file, read and validated into plain typed records (no I/O).
 
-Every error names the tenant and the record, so an operator can fix the file.
+Every error names the tenant and the record, so an operator can fix the file. Every object
+accepts only its known keys: a misspelt key (`stauts`) is an error naming its place, not a
+value silently left out.
 """
 
 from __future__ import annotations
@@ -8,9 +10,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from crm_mailer.db.models import ReviewPolicy, StatusKind
 from crm_mailer.errors import DirectoryImportError, InvalidRequest
@@ -20,6 +23,19 @@ from crm_mailer.mail.proof import SenderPolicy
 
 _SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 MAX_NUMBER = 2**63 - 1
+T = TypeVar("T")
+
+# The keys each object of the file may have, in the order the README lists them.
+FILE_KEYS = ("tenants",)
+TENANT_KEYS = ("slug", "name", "hosts", "sender_domains", "review", "sender_policy",
+               "lead_statuses", "sales_actions", "companies", "contacts", "leads", "projects")
+STATUS_KEYS = ("name", "kind")
+COMPANY_KEYS = ("key", "name", "domains")
+CONTACT_KEYS = ("email", "name", "company")
+LEAD_KEYS = ("number", "name", "company", "contact", "status", "sales_action",
+             "planned_revenues")
+REVENUE_KEYS = ("month", "amount")
+PROJECT_KEYS = ("number", "name", "company", "contact")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,16 +99,56 @@ class TenantSpec:
     sender_policy: SenderPolicy | None = None  # None: leave as is (new tenants: "aligned")
 
 
+class _Object(dict[str, Any]):
+    """A JSON object that remembers a key given twice (json keeps the last one silently)."""
+
+    duplicate: str | None = None
+
+
+def _object(pairs: list[tuple[str, Any]]) -> _Object:
+    found = _Object()
+    for key, value in pairs:
+        if key in found and found.duplicate is None:
+            found.duplicate = key
+        found[key] = value
+    return found
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 class _Reader:
     """Typed access to one JSON object, raising errors that say where in the file."""
 
-    def __init__(self, where: str, data: Any) -> None:
+    def __init__(self, where: str, data: Any, keys: tuple[str, ...]) -> None:
         if not isinstance(data, dict):
             raise DirectoryImportError(f"{where}: expected an object")
-        self.where, self.data = where, data
+        self.where, self.data, self.keys = where, data, keys
 
     def fail(self, message: str) -> DirectoryImportError:
         return DirectoryImportError(f"{self.where}: {message}")
+
+    def check_keys(self) -> None:
+        """Refuse a key this object does not have, and a key given twice."""
+        for key in self.data:
+            if key not in self.keys:
+                raise self.fail(f"key {key!r} is unknown (known: {', '.join(self.keys)})")
+        if isinstance(self.data, _Object) and self.data.duplicate is not None:
+            raise self.fail(f"key {self.data.duplicate!r} appears twice")
+
+    def identify(self, read: Callable[[_Reader], T], where: Callable[[T], str]) -> T:
+        """Read the key that names the record, then say where by its name, not its index.
+
+        When that key is missing, a misspelt one explains it better than "must be ..."."""
+        try:
+            value = read(self)
+        except DirectoryImportError:
+            self.check_keys()
+            raise
+        self.where = where(value)
+        self.check_keys()
+        return value
 
     def text(self, key: str, *, required: bool = True, default: str = "") -> str:
         value = self.data.get(key)
@@ -146,7 +202,8 @@ def _email(where: str, value: str) -> str:
 
 
 def _revenue(where: str, data: Any) -> RevenueSpec:
-    reader = _Reader(where, data)
+    reader = _Reader(where, data, REVENUE_KEYS)
+    reader.check_keys()
     # The library's own rules (leads.values), so an import never stores what it refuses.
     try:
         month = parse_month(reader.text("month"))
@@ -159,12 +216,11 @@ def _revenue(where: str, data: Any) -> RevenueSpec:
 
 
 def _tenant(index: int, data: Any) -> TenantSpec:
-    reader = _Reader(f"tenants[{index}]", data)
-    slug = reader.text("slug")
+    reader = _Reader(f"tenants[{index}]", data, TENANT_KEYS)
+    slug = reader.identify(lambda r: r.text("slug"), lambda slug: f"tenant '{slug}'")
     if not _SLUG.fullmatch(slug):
         raise reader.fail(f"slug {slug!r} must be lower-case letters, digits, '-' or '_'")
-    where = f"tenant '{slug}'"
-    reader.where = where
+    where = reader.where
     hosts = [_domain(f"{where}, host {h!r}", h) for h in reader.items("hosts")]
     _unique(where, "host", hosts)
     sender_domains = [_domain(f"{where}, sender domain {d!r}", d)
@@ -173,13 +229,14 @@ def _tenant(index: int, data: Any) -> TenantSpec:
 
     statuses = []
     for i, item in enumerate(reader.items("lead_statuses")):
-        status = _Reader(f"{where}, lead_statuses[{i}]", item)
-        name, kind = status.text("name"), status.text("kind")
+        status = _Reader(f"{where}, lead_statuses[{i}]", item, STATUS_KEYS)
+        name = status.identify(lambda s: s.text("name"),
+                               lambda name: f"{where}, lead status '{name}'")
+        kind = status.text("kind")
         try:
             statuses.append(StatusSpec(name, StatusKind(kind)))
         except ValueError:
-            raise status.fail(f"status {name!r}: kind must be open, won or lost, not {kind!r}")\
-                from None
+            raise status.fail(f"kind must be open, won or lost, not {kind!r}") from None
     _unique(where, "lead status", [s.name for s in statuses])
 
     actions = []
@@ -191,9 +248,9 @@ def _tenant(index: int, data: Any) -> TenantSpec:
 
     companies = []
     for i, item in enumerate(reader.items("companies")):
-        company = _Reader(f"{where}, companies[{i}]", item)
-        key = company.text("key")
-        company.where = f"{where}, company '{key}'"
+        company = _Reader(f"{where}, companies[{i}]", item, COMPANY_KEYS)
+        key = company.identify(lambda c: c.text("key"),
+                               lambda key: f"{where}, company '{key}'")
         domains = tuple(_domain(company.where, d) for d in company.items("domains"))
         companies.append(CompanySpec(key, company.text("name", required=False, default=key),
                                      domains))
@@ -202,9 +259,9 @@ def _tenant(index: int, data: Any) -> TenantSpec:
 
     contacts = []
     for i, item in enumerate(reader.items("contacts")):
-        contact = _Reader(f"{where}, contacts[{i}]", item)
-        raw_email = contact.text("email")
-        contact.where = f"{where}, contact '{raw_email}'"
+        contact = _Reader(f"{where}, contacts[{i}]", item, CONTACT_KEYS)
+        raw_email = contact.identify(lambda c: c.text("email"),
+                                     lambda email: f"{where}, contact '{email}'")
         contacts.append(ContactSpec(_email(contact.where, raw_email),
                                     contact.text("name", required=False),
                                     contact.optional("company")))
@@ -212,9 +269,9 @@ def _tenant(index: int, data: Any) -> TenantSpec:
 
     leads = []
     for i, item in enumerate(reader.items("leads")):
-        lead = _Reader(f"{where}, leads[{i}]", item)
-        number = lead.number("number")
-        lead.where = f"{where}, lead {number}"
+        lead = _Reader(f"{where}, leads[{i}]", item, LEAD_KEYS)
+        number = lead.identify(lambda r: r.number("number"),
+                               lambda number: f"{where}, lead {number}")
         contact_email = lead.optional("contact")
         revenues = tuple(_revenue(f"{lead.where}, planned_revenues[{j}]", r)
                          for j, r in enumerate(lead.items("planned_revenues")))
@@ -228,9 +285,9 @@ def _tenant(index: int, data: Any) -> TenantSpec:
 
     projects = []
     for i, item in enumerate(reader.items("projects")):
-        project = _Reader(f"{where}, projects[{i}]", item)
-        number = project.number("number")
-        project.where = f"{where}, project {number}"
+        project = _Reader(f"{where}, projects[{i}]", item, PROJECT_KEYS)
+        number = project.identify(lambda r: r.number("number"),
+                                  lambda number: f"{where}, project {number}")
         contact_email = project.optional("contact")
         projects.append(ProjectSpec(
             number, project.text("name"), project.optional("company"),
@@ -252,12 +309,21 @@ def _tenant(index: int, data: Any) -> TenantSpec:
 
 
 def parse_directory(text: str | bytes) -> tuple[TenantSpec, ...]:
-    """Read an import document; amounts are read as Decimal, never float."""
+    """Read an import document.
+
+    A JSON number is read exactly as written (as Decimal, never float), so an amount may
+    be `"12000.50"` or `12000.50`; both pass the library's rules for amounts.
+    """
     try:
-        document = json.loads(text, parse_float=Decimal)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DirectoryImportError(f"the file is not valid JSON: {exc}") from None
-    root = _Reader("the file", document)
+        document = json.loads(text, parse_float=Decimal, parse_constant=_no_constant,
+                              object_pairs_hook=_object)
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, a 5,000-digit number
+        reason = "a number has too many digits" if "digits" in str(exc) else str(exc)
+        raise DirectoryImportError(f"the file is not valid JSON: {reason}") from None
+    except RecursionError:
+        raise DirectoryImportError("the file is not valid JSON: nested too deeply") from None
+    root = _Reader("the file", document, FILE_KEYS)
+    root.check_keys()
     tenants = tuple(_tenant(i, t) for i, t in enumerate(root.items("tenants")))
     _unique("the file", "tenant", [t.slug for t in tenants])
     _unique("the file", "host", [h for t in tenants for h in t.hosts])

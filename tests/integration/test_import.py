@@ -156,7 +156,7 @@ async def test_a_host_of_another_tenant_is_refused(
     ('{"tenants": [{"slug": "x", "leads": [{"number": 1, "name": "n", "planned_revenues": '
      '[{"month": "0000-12", "amount": "1"}]}]}]}', "month '0000-12' must be YYYY-MM"),
     ('{"tenants": [{"slug": "x", "lead_statuses": [{"name": "A", "kind": "maybe"}]}]}',
-     "kind must be open, won or lost"),
+     "tenant 'x', lead status 'A': kind must be open, won or lost, not 'maybe'"),
 ])
 def test_malformed_files_are_refused_with_the_place(document: str, fragment: str) -> None:
     with pytest.raises(DirectoryImportError) as raised:
@@ -164,10 +164,67 @@ def test_malformed_files_are_refused_with_the_place(document: str, fragment: str
     assert fragment in str(raised.value)
 
 
-def test_json_number_amounts_are_read_exactly_not_as_floats() -> None:
-    [spec] = parse_directory('{"tenants": [{"slug": "x", "leads": [{"number": 1, "name": "n", '
-                             '"planned_revenues": [{"month": "2026-12", "amount": 0.1}]}]}]}')
-    assert spec.leads[0].planned_revenues[0].amount == Decimal("0.1")
+def with_amount(written: str) -> str:
+    """A one-lead file whose one planned revenue has `written` as its amount, verbatim."""
+    return ('{"tenants": [{"slug": "x", "leads": [{"number": 1, "name": "n", "planned_revenues": '
+            f'[{{"month": "2026-12", "amount": {written}}}]}}]}}]}}')
+
+
+@pytest.mark.parametrize("written, stored", [
+    ("0.1", Decimal("0.10")), ("12000.5", Decimal("12000.50")), ("12000", Decimal("12000.00")),
+    ("1.2e3", Decimal("1200.00")), ('"12000.50"', Decimal("12000.50"))])
+def test_json_number_amounts_are_read_exactly_as_written_not_as_floats(
+        written: str, stored: Decimal) -> None:
+    [spec] = parse_directory(with_amount(written))
+    amount = spec.leads[0].planned_revenues[0].amount
+    assert amount == stored and str(amount) == str(stored)
+
+
+@pytest.mark.parametrize("written", ["0.30000000000000004", "12000.499999999999", "NaN",
+                                     "Infinity", "1e400"])
+def test_a_json_number_that_is_no_exact_amount_is_refused(written: str) -> None:
+    """What a float writer leaves behind (0.1 + 0.2) is refused, never rounded."""
+    with pytest.raises(DirectoryImportError, match=r"amount|not valid JSON"):
+        parse_directory(with_amount(written))
+
+
+LEAD = '{"number": 11111, "name": "n"'
+
+
+@pytest.mark.parametrize("document, message", [
+    ('{"tenants": [], "tenant": []}', "the file: key 'tenant' is unknown (known: tenants)"),
+    ('{"tenants": [{"slug": "xyz", "domian": "x"}]}', "tenant 'xyz': key 'domian' is unknown"),
+    ('{"tenants": [{"slg": "xyz"}]}', "tenants[0]: key 'slg' is unknown"),
+    ('{"tenants": [{"slug": "xyz", "lead_statuses": [{"name": "A", "knd": "open"}]}]}',
+     "tenant 'xyz', lead status 'A': key 'knd' is unknown (known: name, kind)"),
+    ('{"tenants": [{"slug": "xyz", "companies": [{"key": "acme", "domian": ["a.com"]}]}]}',
+     "tenant 'xyz', company 'acme': key 'domian' is unknown (known: key, name, domains)"),
+    ('{"tenants": [{"slug": "xyz", "contacts": [{"email": "b@a.com", "compnay": "a"}]}]}',
+     "tenant 'xyz', contact 'b@a.com': key 'compnay' is unknown"),
+    ('{"tenants": [{"slug": "xyz", "leads": [' + LEAD + ', "stauts": "Gewonnen"}]}]}',
+     "tenant 'xyz', lead 11111: key 'stauts' is unknown (known: number, name, company, "
+     "contact, status, sales_action, planned_revenues)"),
+    ('{"tenants": [{"slug": "xyz", "leads": [{"numbr": 11111, "name": "n"}]}]}',
+     "tenant 'xyz', leads[0]: key 'numbr' is unknown"),
+    ('{"tenants": [{"slug": "xyz", "leads": [' + LEAD + ', "planned_revenues": '
+     '[{"month": "2026-12", "amount": "1", "currency": "EUR"}]}]}]}',
+     "tenant 'xyz', lead 11111, planned_revenues[0]: key 'currency' is unknown"),
+    ('{"tenants": [{"slug": "xyz", "projects": [{"number": 20001, "name": "p", "lead": 1}]}]}',
+     "tenant 'xyz', project 20001: key 'lead' is unknown (known: number, name, company, "
+     "contact)"),
+    ('{"tenants": [{"slug": "xyz", "leads": [' + LEAD + ', "status": "A", "status": "B"}]}]}',
+     "tenant 'xyz', lead 11111: key 'status' appears twice"),
+])
+def test_unknown_keys_are_refused_with_their_place(document: str, message: str) -> None:
+    with pytest.raises(DirectoryImportError) as raised:
+        parse_directory(document)
+    assert str(raised.value).startswith(message)
+
+
+@pytest.mark.parametrize("document", ["1" * 5000, "[" * 100_000, b'{"tenants": "\xff"}'])
+def test_a_file_no_json_reader_takes_is_one_error(document: str | bytes) -> None:
+    with pytest.raises(DirectoryImportError, match=r"^the file is not valid JSON: "):
+        parse_directory(document)
 
 
 def test_hosts_and_emails_are_stored_in_idna_form() -> None:
