@@ -175,7 +175,7 @@ class LeadLibrary:
         status = await self.session.scalar(
             select(LeadStatus).where(LeadStatus.tenant_id == self.tenant.id,
                                      LeadStatus.kind == StatusKind.OPEN)
-            .order_by(LeadStatus.position).limit(1))
+            .order_by(LeadStatus.position).limit(1).with_for_update(read=True))
         if status is None:
             raise InvalidRequest(f"tenant '{self.tenant.slug}' has no open lead status")
         return status
@@ -196,7 +196,8 @@ class LeadLibrary:
             contact_row = await self.lookup.contact(contact, "share") if contact else None
             if contact_row is not None:
                 self._check_contact(contact_row, company_row.id, company, "new lead")
-            status_row = await (self.lookup.status(status) if status else self._default_status())
+            status_row = await (self.lookup.status(status, "share") if status
+                                else self._default_status())
             action = await self.lookup.sales_action(sales_action) if sales_action else None
             lead = Lead(tenant_id=self.tenant.id, number=await self._next_number(Lead),
                         name=name.strip(), company_id=company_row.id,
@@ -237,7 +238,8 @@ class LeadLibrary:
         # (the contact check below uses it), or waits until we are done.
         contact_row = (await self.lookup.contact(contact, "share")
                        if isinstance(contact, str) else None)
-        status_row = await self.lookup.status(status) if isinstance(status, str) else None
+        status_row = (await self.lookup.status(status, "share")
+                      if isinstance(status, str) else None)
         action_row = (await self.lookup.sales_action(sales_action)
                       if isinstance(sales_action, str) else None)
         locked = {number: await self.lookup.lead(number, "update")
@@ -331,7 +333,7 @@ class LeadLibrary:
             won = await self.session.scalar(
                 select(LeadStatus).where(LeadStatus.tenant_id == self.tenant.id,
                                          LeadStatus.kind == StatusKind.WON)
-                .order_by(LeadStatus.position).limit(1))
+                .order_by(LeadStatus.position).limit(1).with_for_update(read=True))
             if won is None:
                 raise InvalidRequest(f"tenant '{self.tenant.slug}' has no won lead status")
             project = Project(tenant_id=self.tenant.id, number=await self._next_number(Project),

@@ -78,8 +78,9 @@ class Lookup:
         normalized = normalize_address(email) or email.strip().lower()
         return await self._one(Contact, Contact.email, normalized, f"contact '{email}'", lock)
 
-    async def status(self, name: str) -> LeadStatus:
-        return await self._one(LeadStatus, LeadStatus.name, name, f"lead status '{name}'")
+    async def status(self, name: str, lock: RowLock = None) -> LeadStatus:
+        return await self._one(LeadStatus, LeadStatus.name, name, f"lead status '{name}'",
+                               lock)
 
     async def sales_action(self, name: str) -> SalesAction:
         return await self._one(SalesAction, SalesAction.name, name, f"sales action '{name}'")

@@ -76,7 +76,7 @@ class StatusLibrary:
     async def rename(self, old: str, new: str) -> list[StatusView]:
         new = _name(new)
         async with self.session.begin_nested():
-            status = await self.lookup.status(old)
+            status = await self.lookup.status(old, "update")
             if new != old and await self.session.scalar(select(LeadStatus.id).where(
                     LeadStatus.tenant_id == self.tenant.id, LeadStatus.name == new)):
                 raise Conflict(f"status '{new}' exists already")
@@ -90,7 +90,7 @@ class StatusLibrary:
         except ValueError:
             raise InvalidRequest(f"status kind must be open, won or lost, not {kind!r}") from None
         async with self.session.begin_nested():
-            (await self.lookup.status(name)).kind = kind
+            (await self.lookup.status(name, "update")).kind = kind
             await self.session.flush()
         return await self.list_statuses()
 
@@ -111,11 +111,13 @@ class StatusLibrary:
     async def delete(self, name: str, replacement: str | None = None) -> list[StatusView]:
         """Delete a status; leads in it need a `replacement` status to move to."""
         async with self.session.begin_nested():
-            status = await self.lookup.status(name)
+            # Locked first: a lead being set to this status meanwhile holds it (share) until
+            # it commits, and is then counted below.
+            status = await self.lookup.status(name, "update")
             in_use = await self.session.scalar(select(func.count()).select_from(Lead)
                                                .where(Lead.status_id == status.id)) or 0
             if replacement is not None:
-                target = await self.lookup.status(replacement)
+                target = await self.lookup.status(replacement, "share")
                 if target.id == status.id:
                     raise InvalidRequest("the replacement must be another status")
                 await self.session.execute(update(Lead).where(Lead.status_id == status.id)

@@ -18,8 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm_mailer.db.engine import writing
 from crm_mailer.db.models import HistoryChange
-from crm_mailer.errors import Conflict, InvalidRequest
+from crm_mailer.errors import Conflict, InvalidRequest, NotFound
 from crm_mailer.leads import LeadLibrary, tenant_scope
+from crm_mailer.leads.statuses import StatusLibrary
 from crm_mailer.reconciliation import ReconciliationQueue
 from tests import factories
 from tests.conftest import SmtpClient, load_directory
@@ -56,6 +57,7 @@ async def blocked_on_a_lock(sessions: async_sessionmaker[AsyncSession]) -> None:
                 "AND datname = current_database()"))
             if waiting:
                 return
+            await watcher.rollback()  # the activity view is a snapshot per transaction
             await asyncio.sleep(0.02)
     raise AssertionError("the second operation never waited for the first one's lock")
 
@@ -76,7 +78,7 @@ async def race(sessions: async_sessionmaker[AsyncSession], first: Operation,
             await blocked_on_a_lock(sessions)
     try:
         return first_result, await racing
-    except (Conflict, InvalidRequest) as refused:
+    except (Conflict, InvalidRequest, NotFound) as refused:
         return first_result, refused
 
 
@@ -221,3 +223,36 @@ async def test_two_moves_of_one_entry_keep_an_unbroken_audit_trail(
             HistoryChange.history_entry_id == entry["id"]).order_by(HistoryChange.id))).all()
     assert [c.changed_by for c in changes] == ["anna", "ben"]
     assert changes[1].before == changes[0].after  # ben's change starts where anna's ended
+
+
+# --- a status deleted while leads are set to it -------------------------------------------
+
+
+async def test_a_status_deleted_while_a_lead_is_set_to_it_counts_that_lead(
+        crm: async_sessionmaker[AsyncSession]) -> None:
+    async def to_won(session: AsyncSession) -> Any:
+        return await (await leads(session)).update_many([11111], status="Gewonnen")
+
+    async def delete_won(session: AsyncSession) -> Any:
+        return await StatusLibrary(session, await tenant_scope(session, "xyz")).delete(
+            "Gewonnen")
+
+    updated, refused = await race(crm, to_won, delete_won)
+    assert [v.status for v in updated] == ["Gewonnen"]
+    assert isinstance(refused, Conflict)
+    assert "status 'Gewonnen' is used by 1 lead(s)" in str(refused)
+
+
+async def test_a_lead_set_to_a_status_deleted_meanwhile_is_refused(
+        crm: async_sessionmaker[AsyncSession]) -> None:
+    async def delete_won(session: AsyncSession) -> Any:
+        return await StatusLibrary(session, await tenant_scope(session, "xyz")).delete(
+            "Gewonnen")
+
+    async def to_won(session: AsyncSession) -> Any:
+        return await (await leads(session)).update_many([11111], status="Gewonnen")
+
+    remaining, refused = await race(crm, delete_won, to_won)
+    assert [s.name for s in remaining] == ["Erstkontakt", "Verloren"]
+    assert isinstance(refused, NotFound)
+    assert "no lead status 'Gewonnen' in tenant 'xyz'" in str(refused)
