@@ -108,6 +108,18 @@ def _enum(kind: type[enum.Enum], name: str) -> Enum:
                 values_callable=lambda members: [m.value for m in members])
 
 
+class Imported:
+    """A record the import file can name: `imported` holds what the file gave it last time,
+    in the file's terms (company key, contact email, status name, revenues by month), so a
+    re-import tells a change made in the CRM since from one made in the file.
+
+    None: the import never wrote the record (the library made it). `{}`: imported before
+    crm_mailer kept these values; every field then counts as last imported as it is now.
+    """
+
+    imported: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
 class Tenant(Base):
     """A company using the CRM."""
 
@@ -165,7 +177,7 @@ class SalesAction(Base):
     name: Mapped[str] = mapped_column(String(255))
 
 
-class Company(Base):
+class Company(Imported, Base):
     """A customer or prospect of the tenant."""
 
     __tablename__ = "companies"
@@ -189,7 +201,7 @@ class CompanyDomain(Base):
     domain: Mapped[str] = mapped_column(String(253))
 
 
-class Contact(Base):
+class Contact(Imported, Base):
     """A person at a company ("Ansprechpartner"), found by exact mail address."""
 
     __tablename__ = "contacts"
@@ -203,7 +215,7 @@ class Contact(Base):
     name: Mapped[str] = mapped_column(String(255), default="")
 
 
-class Project(Base):
+class Project(Imported, Base):
     """A project, often created from a won lead; numbered per tenant."""
 
     __tablename__ = "projects"
@@ -234,7 +246,7 @@ class ProjectTask(Base):
     name: Mapped[str] = mapped_column(String(255))
 
 
-class Lead(Base):
+class Lead(Imported, Base):
     """A sales opportunity ("Vertriebsprojekt"); numbered per tenant."""
 
     __tablename__ = "leads"

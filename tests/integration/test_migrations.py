@@ -69,3 +69,28 @@ async def test_0004_rekeys_stored_message_ids_exactly_from_the_raw_bytes(
             text("SELECT id, message_id FROM inbound_messages ORDER BY id"))).all())
     assert keys == {1: "ä42@r", 2: "plain@x", 3: "abc@derived.crm-mailer.invalid",
                     4: "nul%00id@x@escaped.crm-mailer.invalid"}
+
+
+async def test_0005_marks_existing_records_as_imported_as_they_are(engine: AsyncEngine) -> None:
+    """Rows from before 0005 get `{}`: the first import after the upgrade treats their
+    current values as the last imported ones, so it applies the file as it used to."""
+    async with engine.begin() as connection:
+        await connection.run_sync(downgrade_to("0004"))
+        for statement in (
+                "INSERT INTO tenants (id, slug, name, review, sender_policy, created_at) "
+                "VALUES (1, 't', 'T', 'uncertain', 'aligned', CURRENT_TIMESTAMP)",
+                "INSERT INTO companies (id, tenant_id, key, name) VALUES (1, 1, 'acme', 'ACME')",
+                "INSERT INTO contacts (id, tenant_id, company_id, email, name) "
+                "VALUES (1, 1, 1, 'bob@acme.com', 'Bob')",
+                "INSERT INTO lead_statuses (id, tenant_id, name, kind, position) "
+                "VALUES (1, 1, 'Neu', 'open', 0)",
+                "INSERT INTO projects (id, tenant_id, number, name, is_sales_project) "
+                "VALUES (1, 1, 20001, 'P', false)",
+                "INSERT INTO leads (id, tenant_id, number, name, status_id) "
+                "VALUES (1, 1, 11111, 'L', 1)"):
+            await connection.execute(text(statement))
+    await migrate.upgrade(engine)
+    async with engine.connect() as connection:
+        for table in ("companies", "contacts", "projects", "leads"):
+            [value] = (await connection.execute(text(f"SELECT imported FROM {table}"))).scalars()
+            assert value in ({}, "{}"), table  # PostgreSQL's json reads back as a dict
