@@ -17,8 +17,11 @@ def env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
     if request.param == "postgresql":
         extra["CRM_MAILER_DATABASE_URL"] = request.getfixturevalue("pg_database_url")
     env = cli_env(tmp_path, CRM_MAILER_TENANT="xyz", **extra)
+    document = factories.directory()
+    document["tenants"][0]["companies"].append(
+        {"key": "globex", "name": "Globex Ltd", "domains": ["globex.example"]})
     directory = tmp_path / "directory.json"
-    directory.write_text(factories.dumps(factories.directory()))
+    directory.write_text(factories.dumps(document))
     assert crm_mailer(env, "import", str(directory)).returncode == 0
     return env
 
@@ -59,13 +62,25 @@ def test_lead_session_through_the_cli(env: dict[str, str]) -> None:
         {"status": "Erstkontakt", "kind": "open", "leads": 0, "expected_volume": "0.00"},
         {"status": "Gewonnen", "kind": "won", "leads": 2, "expected_volume": "13234.75"}]
     chart = ok(env, "pipeline", "--include-won", "--include-lost", "--format", "chart")
-    assert "Gewonnen" in chart and "█" in chart and "13,234.75" in chart
+    assert chart.splitlines() == [
+        "Erstkontakt  ········································       0.00  (0 leads)",
+        "Gewonnen     ████████████████████████████████████████  13,234.75  (2 leads)",
+        "Verloren     ········································       0.00  (0 leads)",
+        "total                                                  13,234.75  (2 leads)"]
 
     assert ok(env, "leads", "convert", "11111").strip() == "20002"
     assert fails(env, "leads", "convert", "11111") == \
         "crm-mailer: lead 11111 was already converted to project 20002"
 
-    ok(env, "leads", "set-company", number, "acme", "--contact", "bob@acme.com")
+    # The lead's own company with a contact sets it; another company clears it.
+    same = json.loads(ok(env, "leads", "set-company", number, "acme", "--contact",
+                         "bob@acme.com", "--format", "json"))
+    assert (same["number"], same["company"], same["contact"]) == (int(number), "acme",
+                                                                  "bob@acme.com")
+    moved = json.loads(ok(env, "leads", "set-company", number, "globex", "--format", "json"))
+    assert (moved["company"], moved["contact"]) == ("globex", None)
+    [shown] = map(json.loads, ok(env, "leads", "show", number, "--format", "json").splitlines())
+    assert (shown["company"], shown["contact"]) == ("globex", None)
     assert "status 'Gewonnen' is used by 2 lead(s)" in fails(env, "statuses", "delete",
                                                                "Gewonnen")
     ok(env, "statuses", "add", "Verhandlung", "--kind", "open", "--position", "2")
@@ -79,7 +94,11 @@ def test_lead_session_through_the_cli(env: dict[str, str]) -> None:
 
 def test_statuses_sales_task_and_filters_through_the_cli(env: dict[str, str]) -> None:
     ok(env, "statuses", "rename", "Erstkontakt", "Kontakt")
-    ok(env, "statuses", "set-kind", "Verloren", "lost")
+    kinds = ok(env, "statuses", "set-kind", "Kontakt", "won", "--format", "json").splitlines()
+    assert [(s["name"], s["kind"], s["leads"]) for s in map(json.loads, kinds)] == [
+        ("Kontakt", "won", 1), ("Gewonnen", "won", 0), ("Verloren", "lost", 0)]
+    won = ok(env, "leads", "list", "--won", "--format", "json").splitlines()
+    assert [json.loads(line)["number"] for line in won] == [11111]
     ok(env, "statuses", "add", "Angebot", "--kind", "open")
     reordered = ok(env, "statuses", "reorder", "Angebot", "Kontakt", "Gewonnen", "Verloren",
                    "--format", "json").splitlines()
