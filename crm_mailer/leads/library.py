@@ -29,6 +29,7 @@ from crm_mailer.db.models import (
     Tenant,
 )
 from crm_mailer.errors import Conflict, InvalidRequest, NotFound
+from crm_mailer.leads.rules import converted_lead_status
 from crm_mailer.leads.scope import Lookup, TenantScope, parse_amount, parse_month
 
 SALES_PROJECT_NAME = "Vertrieb"
@@ -248,10 +249,17 @@ class LeadLibrary:
         companies = {c.id: c.key for c in await self.session.scalars(
             select(Company).where(Company.id.in_({lead.company_id for lead in leads
                                                   if lead.company_id})))}
+        projects = {project_id: number for project_id, number in await self.session.execute(
+            select(Project.id, Project.number).where(Project.id.in_(
+                {lead.project_id for lead in leads if lead.project_id})))
+        } if status_row is not None else {}  # a converted lead keeps a won status
         for lead in leads:  # validate every lead before changing any
             if contact_row is not None:
                 self._check_contact(contact_row, lead.company_id,
                                     companies.get(lead.company_id or 0), f"lead {lead.number}")
+            if status_row is not None and (refusal := converted_lead_status(
+                    projects.get(lead.project_id or 0), status_row.name, status_row.kind)):
+                raise InvalidRequest(f"lead {lead.number}: {refusal}")
         for lead in leads:
             if not isinstance(name, Unset):
                 lead.name = name.strip()

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_mailer.db.models import Lead, LeadStatus, StatusKind
 from crm_mailer.errors import Conflict, InvalidRequest
+from crm_mailer.leads.rules import converted_lead_status, converted_leads_in
 from crm_mailer.leads.scope import Lookup, TenantScope
 
 
@@ -90,7 +91,9 @@ class StatusLibrary:
         except ValueError:
             raise InvalidRequest(f"status kind must be open, won or lost, not {kind!r}") from None
         async with self.session.begin_nested():
-            (await self.lookup.status(name, "update")).kind = kind
+            status = await self.lookup.status(name, "update")
+            await _keep_converted_leads_won(self.session, status, status.name, kind)
+            status.kind = kind
             await self.session.flush()
         return await self.list_statuses()
 
@@ -120,6 +123,7 @@ class StatusLibrary:
                 target = await self.lookup.status(replacement, "share")
                 if target.id == status.id:
                     raise InvalidRequest("the replacement must be another status")
+                await _keep_converted_leads_won(self.session, status, target.name, target.kind)
                 await self.session.execute(update(Lead).where(Lead.status_id == status.id)
                                            .values(status_id=target.id))
             elif in_use:
@@ -129,6 +133,15 @@ class StatusLibrary:
             await self.session.flush()
             await self._renumber(await self._ordered())
         return await self.list_statuses()
+
+
+async def _keep_converted_leads_won(session: AsyncSession, status: LeadStatus, name: str,
+                                    kind: StatusKind) -> None:
+    """Refuse to leave the converted leads in `status` with a status `name` of `kind`."""
+    if kind is not StatusKind.WON and (converted := await converted_leads_in(session,
+                                                                             status.id)):
+        lead, project = converted[0]
+        raise InvalidRequest(f"lead {lead}: {converted_lead_status(project, name, kind)}")
 
 
 def _name(name: str) -> str:

@@ -1,0 +1,63 @@
+"""The rules a lead keeps whoever changes it (leads.rules), through the library's calls."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from crm_mailer.db.engine import writing
+from crm_mailer.errors import InvalidRequest
+from crm_mailer.leads import LeadLibrary, tenant_scope
+from crm_mailer.leads.statuses import StatusLibrary
+from tests import factories
+from tests.conftest import load_directory
+
+REFUSED = "lead 11111: converted to project 20002, it must keep a won status, not "
+
+
+@pytest.fixture
+async def converted(sessions: async_sessionmaker[AsyncSession]
+                    ) -> AsyncIterator[tuple[LeadLibrary, StatusLibrary]]:
+    """The README example with lead 11111 converted (to project 20002), and a second lead."""
+    await load_directory(sessions, factories.directory())
+    async with writing(sessions) as session:
+        tenant = await tenant_scope(session, "xyz")
+        leads, statuses = LeadLibrary(session, tenant), StatusLibrary(session, tenant)
+        await leads.convert_to_project(11111)
+        await leads.create(name="Wartung", company="acme")
+        yield leads, statuses
+
+
+async def test_a_converted_lead_cannot_be_set_back_to_open_or_lost(
+        converted: tuple[LeadLibrary, StatusLibrary]) -> None:
+    leads, _ = converted
+    with pytest.raises(InvalidRequest) as raised:
+        await leads.update(11111, status="Erstkontakt", name="Renamed")
+    assert str(raised.value) == REFUSED + "'Erstkontakt' (open)"
+    with pytest.raises(InvalidRequest, match="^" + REFUSED + "'Verloren' \\(lost\\)$"):
+        await leads.update_many([11112, 11111], status="Verloren")  # one refused: none change
+    assert [(lead.name, lead.status) for lead in await leads.list_leads()] == [
+        ("Website-Relaunch", "Gewonnen"), ("Wartung", "Erstkontakt")]
+
+
+async def test_a_converted_lead_may_move_to_another_won_status(
+        converted: tuple[LeadLibrary, StatusLibrary]) -> None:
+    leads, statuses = converted
+    await statuses.add("Abgerechnet", "won")
+    assert (await leads.update(11111, status="Abgerechnet")).status == "Abgerechnet"
+    await leads.update_many([11111, 11112], contact="bob@acme.com")  # no status: no rule
+
+
+async def test_a_status_converted_leads_hold_stays_won(
+        converted: tuple[LeadLibrary, StatusLibrary]) -> None:
+    leads, statuses = converted
+    with pytest.raises(InvalidRequest, match="^" + REFUSED + "'Gewonnen' \\(open\\)$"):
+        await statuses.set_kind("Gewonnen", "open")
+    with pytest.raises(InvalidRequest, match="^" + REFUSED + "'Verloren' \\(lost\\)$"):
+        await statuses.delete("Gewonnen", replacement="Verloren")
+    await statuses.add("Abgerechnet", "won")
+    await statuses.delete("Gewonnen", replacement="Abgerechnet")
+    assert (await leads.get(11111)).status == "Abgerechnet"
+    await statuses.set_kind("Erstkontakt", "lost")  # no converted lead there
