@@ -29,13 +29,14 @@ def test_queue_session_through_the_cli(env: dict[str, str], tmp_path: Path) -> N
     with serving(env) as (_, port), smtplib.SMTP("127.0.0.1", port) as client:
         for subject, to in (("Lead 11111 und 20001", "bob@acme.com"),
                             ("Lead 11111", "dave@acme.com"),
-                            ("privat", "bob@acme.com")):
+                            ("privat", "bob@acme.com"),
+                            ("Rückfrage", "bob@acme.com")):
             client.sendmail("alice@xyz.de", ["crm@xyz.hq.example"],
                             factories.mail(subject=subject, to=to))
 
     waiting = [json.loads(line) for line in ok(env, "pending", "list", "--format", "json")
                .splitlines()]
-    several, no_contact, private = sorted(waiting, key=lambda item: item["id"])
+    several, no_contact, private, question = sorted(waiting, key=lambda item: item["id"])
     assert several["reasons"] == ["several_numbers"] and no_contact["reasons"] == ["no_contact"]
 
     shown = ok(env, "pending", "show", str(several["id"]))
@@ -56,10 +57,8 @@ def test_queue_session_through_the_cli(env: dict[str, str], tmp_path: Path) -> N
     directory = tmp_path / "directory2.json"
     directory.write_text(factories.dumps(document))
     assert "1 filed" in ok(env, "import", str(directory))
-    assert ok(env, "pending", "list", "--format", "json") == ""
-    everything = [json.loads(line) for line in
-                  ok(env, "pending", "list", "--all", "--format", "json").splitlines()]
-    assert sorted(i["state"] for i in everything) == ["confirmed", "confirmed", "rejected"]
+    left = ok(env, "pending", "list", "--format", "json").splitlines()
+    assert [json.loads(line)["id"] for line in left] == [question["id"]]
 
     filed = [json.loads(line) for line in ok(env, "history", "list", "--format", "json")
              .splitlines()]
@@ -70,5 +69,16 @@ def test_queue_session_through_the_cli(env: dict[str, str], tmp_path: Path) -> N
 
     ok(env, "tenants", "set-review", "all")
     assert json.loads(ok(env, "tenants", "list", "--format", "json"))["review"] == "all"
-    assert "expired 0" in ok(env, "pending", "expire")
+    # Expire: nothing is older than pending_max_age_days yet; with 0 days, only the mail
+    # still waiting expires - decided mail keeps its decision.
+    assert ok(env, "pending", "expire") == "expired 0 pending mail(s) older than 30 days\n"
+    assert ok(env, "pending", "expire", "--older-than", "0") == \
+        "expired 1 pending mail(s) older than 0 days\n"
+    everything = [json.loads(line) for line in
+                  ok(env, "pending", "list", "--all", "--format", "json").splitlines()]
+    assert {i["id"]: (i["state"], i["resolved_by"]) for i in everything} == {
+        several["id"]: ("confirmed", "anna"),
+        no_contact["id"]: ("confirmed", "crm-mailer (rematch)"),
+        private["id"]: ("rejected", "ben"),
+        question["id"]: ("expired", "crm-mailer (expired)")}
     assert "no pending mail 999" in fails(env, "pending", "show", "999")
