@@ -1,19 +1,35 @@
-"""The directory import: idempotent, updates in place, all-or-nothing, on both backends."""
+"""The directory import: idempotent, updates in place, all-or-nothing, keeps what the CRM
+changed since (and says so), on both backends."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
-from crm_mailer.db.models import Company, CompanyDomain, Contact, Lead, LeadStatus, TenantHost
+from crm_mailer.db.engine import writing
+from crm_mailer.db.models import (
+    Company,
+    CompanyDomain,
+    Contact,
+    Lead,
+    LeadStatus,
+    StatusKind,
+    TenantHost,
+)
+from crm_mailer.directory.importer import ImportReport, import_directory
+from crm_mailer.directory.report import Action
 from crm_mailer.directory.spec import parse_directory
-from crm_mailer.errors import DirectoryImportError
+from crm_mailer.errors import Conflict, DirectoryImportError
+from crm_mailer.leads import LeadLibrary, pipeline_sums, tenant_scope
 from tests import factories
 from tests.conftest import load_directory
 
@@ -251,3 +267,267 @@ async def test_a_contact_of_another_company_is_refused_and_changes_nothing(
     assert str(raised.value) == (f"tenant 'xyz', {record}: contact 'hank@globex.example' "
                                  "does not belong to its company")
     assert await snapshot(sessions) == before
+
+
+# --- re-importing after changes made through the library (issue 8, item 8) -----------------
+
+async def load(sessions: async_sessionmaker[AsyncSession], document: dict[str, Any], *,
+               overwrite: bool = False) -> ImportReport:
+    async with sessions() as session, session.begin():
+        return await import_directory(session, parse_directory(factories.dumps(document)),
+                                      overwrite=overwrite)
+
+
+async def through_library(sessions: async_sessionmaker[AsyncSession],
+                          call: Callable[[LeadLibrary], Awaitable[Any]]) -> Any:
+    async with writing(sessions) as session:
+        return await call(LeadLibrary(session, await tenant_scope(session, "xyz")))
+
+
+def lines(report: ImportReport, action: Action) -> list[str]:
+    return [str(line) for line in report.lines if line.action is action]
+
+
+def wider() -> dict[str, Any]:
+    """The README example with a second contact at acme and a second company."""
+    document = factories.directory()
+    tenant = document["tenants"][0]
+    tenant["companies"].append({"key": "globex", "name": "Globex", "domains": ["globex.example"]})
+    tenant["contacts"] += [{"email": "carol@acme.com", "company": "acme"},
+                           {"email": "hank@globex.example", "company": "globex"}]
+    return document
+
+
+async def test_reimporting_after_convert_keeps_the_lead_won_and_reports_the_conflict(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    """The issue's scenario: the README example, `leads convert 11111`, the same file again."""
+    await load(sessions, factories.directory())
+    project = await through_library(sessions, lambda leads: leads.convert_to_project(11111))
+    conflict = ("conflict    tenant 'xyz', lead 11111, status: imported 'Erstkontakt', current "
+                "'Gewonnen'; kept: converted to project 20002, it must keep a won status, not "
+                "'Erstkontakt' (open)")
+    for overwrite in (False, False, True):  # reported again each time; never forced
+        report = await load(sessions, factories.directory(), overwrite=overwrite)
+        assert lines(report, Action.CONFLICT) == [conflict]
+        assert lines(report, Action.CHANGED) == lines(report, Action.OVERWRITTEN) == []
+        lead = await through_library(sessions, lambda leads: leads.get(11111))
+        assert (lead.status, lead.status_kind, lead.project) == ("Gewonnen", StatusKind.WON,
+                                                                 project.number)
+    async with sessions() as session:
+        rows = await pipeline_sums(session, await tenant_scope(session, "xyz"),
+                                   include_won=True)
+    assert [(row.status, row.leads) for row in rows] == [("Erstkontakt", 0), ("Gewonnen", 1)]
+    with pytest.raises(Conflict, match="already converted to project 20002"):
+        await through_library(sessions, lambda leads: leads.convert_to_project(11111))
+
+
+async def test_a_field_changed_in_the_crm_is_kept_and_each_conflict_reported(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    await load(sessions, wider())
+
+    async def change(leads: LeadLibrary) -> None:
+        await leads.update(11111, name="Relaunch (Anna)", contact="carol@acme.com",
+                           sales_action=None)
+        await leads.set_revenue(11111, "2026-12", "15000")
+    await through_library(sessions, change)
+    document = wider()
+    document["tenants"][0]["projects"][0]["name"] = "Support 2027"  # changed in the file only
+    report = await load(sessions, document)
+    kept = "kept: changed in the CRM since the last import"
+    assert lines(report, Action.CONFLICT) == [
+        f"conflict    tenant 'xyz', lead 11111, name: imported 'Website-Relaunch', current "
+        f"'Relaunch (Anna)'; {kept}",
+        f"conflict    tenant 'xyz', lead 11111, contact: imported 'bob@acme.com', current "
+        f"'carol@acme.com'; {kept}",
+        f"conflict    tenant 'xyz', lead 11111, sales_action: imported 'Messe 2026', current "
+        f"none; {kept}",
+        f"conflict    tenant 'xyz', lead 11111, planned_revenues 2026-12: imported '12000.00', "
+        f"current '15000.00'; {kept}"]
+    assert lines(report, Action.CHANGED) == ["changed     tenant 'xyz', project 20001: name"]
+    lead = await through_library(sessions, lambda leads: leads.get(11111))
+    assert (lead.name, lead.contact, lead.sales_action, lead.planned_revenues) == (
+        "Relaunch (Anna)", "carol@acme.com", None, ((dt.date(2026, 12, 1), Decimal("15000.00")),))
+    # The same file again: the same conflicts, nothing else.
+    again = await load(sessions, document)
+    assert lines(again, Action.CONFLICT) == lines(report, Action.CONFLICT)
+    assert again.counts == Counter({"conflict": 4})
+    # The file takes the CRM's values: resolved, and quiet from then on.
+    tenant = document["tenants"][0]
+    tenant["leads"][0].update(name="Relaunch (Anna)", contact="carol@acme.com",
+                              sales_action=None,
+                              planned_revenues=[{"month": "2026-12", "amount": "15000.00"}])
+    assert not await load(sessions, document)
+    assert not await load(sessions, document)
+
+
+async def test_overwrite_puts_the_files_values_back_and_says_what_it_replaced(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    await load(sessions, wider())
+    await through_library(sessions, lambda leads: leads.update(11111, name="Anna's",
+                                                               status="Verloren"))
+    report = await load(sessions, wider(), overwrite=True)
+    assert lines(report, Action.OVERWRITTEN) == [
+        "overwritten tenant 'xyz', lead 11111, name: imported 'Website-Relaunch', was \"Anna's\"",
+        "overwritten tenant 'xyz', lead 11111, status: imported 'Erstkontakt', was 'Verloren'"]
+    assert lines(report, Action.CHANGED) == [
+        "changed     tenant 'xyz', lead 11111: name, status"]
+    assert lines(report, Action.CONFLICT) == []
+    lead = await through_library(sessions, lambda leads: leads.get(11111))
+    assert (lead.name, lead.status) == ("Website-Relaunch", "Erstkontakt")
+    assert not await load(sessions, wider())
+
+
+async def test_planned_revenues_merge_month_by_month(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    await load(sessions, factories.directory())
+
+    async def plan(leads: LeadLibrary) -> None:
+        await leads.set_revenue(11111, "2026-12", "11000.00")  # changed in the CRM
+        await leads.set_revenue(11111, "2027-02", "300.00")  # added in the CRM
+    await through_library(sessions, plan)
+    document = factories.directory()
+    document["tenants"][0]["leads"][0]["planned_revenues"] = [
+        {"month": "2026-12", "amount": "12000.00"}, {"month": "2027-01", "amount": "500.00"}]
+    report = await load(sessions, document)
+    assert lines(report, Action.CHANGED) == [
+        "changed     tenant 'xyz', lead 11111: planned_revenues 2027-01"]
+    assert [line.field for line in report.conflicts] == ["planned_revenues 2026-12",
+                                                         "planned_revenues 2027-02"]
+    assert str(report.conflicts[1]).endswith(
+        "2027-02: imported none, current '300.00'; kept: changed in the CRM since the last import")
+    lead = await through_library(sessions, lambda leads: leads.get(11111))
+    assert [(m.isoformat(), str(a)) for m, a in lead.planned_revenues] == [
+        ("2026-12-01", "11000.00"), ("2027-01-01", "500.00"), ("2027-02-01", "300.00")]
+
+
+async def test_company_and_contact_stay_together_when_one_is_kept(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    await load(sessions, wider())
+    await through_library(sessions, lambda leads: leads.update(11111, contact="carol@acme.com"))
+    document = wider()
+    document["tenants"][0]["leads"][0].update(company="globex", contact="hank@globex.example")
+    report = await load(sessions, document)
+    assert lines(report, Action.CONFLICT) == [
+        "conflict    tenant 'xyz', lead 11111, company: imported 'globex', current 'acme'; "
+        "kept: the contact 'carol@acme.com', kept from the CRM, is not of company 'globex'",
+        "conflict    tenant 'xyz', lead 11111, contact: imported 'hank@globex.example', current "
+        "'carol@acme.com'; kept: changed in the CRM since the last import"]
+    lead = await through_library(sessions, lambda leads: leads.get(11111))
+    assert (lead.company, lead.contact) == ("acme", "carol@acme.com")
+    await load(sessions, document, overwrite=True)
+    lead = await through_library(sessions, lambda leads: leads.get(11111))
+    assert (lead.company, lead.contact) == ("globex", "hank@globex.example")
+
+
+async def test_a_lead_made_through_the_library_is_not_overwritten_by_the_first_import(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    await load(sessions, factories.directory())
+    made = await through_library(sessions, lambda leads: leads.create(
+        name="Wartung 2027", company="acme", contact="bob@acme.com"))
+    document = factories.directory()
+    document["tenants"][0]["leads"].append({"number": made.number, "name": "Wartung",
+                                            "company": "acme", "contact": "bob@acme.com"})
+    report = await load(sessions, document)
+    assert lines(report, Action.CONFLICT) == [
+        f"conflict    tenant 'xyz', lead {made.number}, name: imported 'Wartung', current "
+        "'Wartung 2027'; kept: set in the CRM, never imported"]
+    assert (await through_library(sessions, lambda leads: leads.get(made.number))).name \
+        == "Wartung 2027"
+
+
+async def test_records_from_before_0005_take_the_file_as_before_within_the_rules(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    """No baseline yet ({}): the file's values apply, as they did, but never one the
+    library refuses: the converted lead of the issue stays won."""
+    await load(sessions, factories.directory())
+    await through_library(sessions, lambda leads: leads.convert_to_project(11111))
+    await through_library(sessions, lambda leads: leads.update(11111, name="Renamed"))
+    async with sessions() as session, session.begin():
+        await session.execute(update(Lead).values(imported={}))
+    report = await load(sessions, factories.directory())
+    assert lines(report, Action.CHANGED) == ["changed     tenant 'xyz', lead 11111: name"]
+    assert [line.field for line in report.conflicts] == ["status"]
+    lead = await through_library(sessions, lambda leads: leads.get(11111))
+    assert (lead.name, lead.status) == ("Website-Relaunch", "Gewonnen")
+
+
+async def test_a_lead_without_status_in_the_file_keeps_the_crms_status(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    document = factories.directory()
+    del document["tenants"][0]["leads"][0]["status"]
+    await load(sessions, document)
+    assert (await through_library(sessions, lambda leads: leads.get(11111))).status \
+        == "Erstkontakt"  # a new lead: the first open status
+    await through_library(sessions, lambda leads: leads.update(11111, status="Verloren"))
+    assert not await load(sessions, document)
+    assert (await through_library(sessions, lambda leads: leads.get(11111))).status \
+        == "Verloren"
+
+
+async def test_a_won_status_that_converted_leads_hold_stays_won(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    await load(sessions, factories.directory())
+    await through_library(sessions, lambda leads: leads.convert_to_project(11111))
+    document = factories.directory()
+    document["tenants"][0]["lead_statuses"][1]["kind"] = "open"
+    document["tenants"][0]["leads"][0]["status"] = "Gewonnen"
+    report = await load(sessions, document, overwrite=True)
+    assert lines(report, Action.CONFLICT) == [
+        "conflict    tenant 'xyz', lead status 'Gewonnen', kind: imported 'open', current "
+        "'won'; kept: lead 11111 was converted to project 20002, it must keep a won status, "
+        "not 'Gewonnen' (open)"]
+    lead = await through_library(sessions, lambda leads: leads.get(11111))
+    assert (lead.status, lead.status_kind) == ("Gewonnen", StatusKind.WON)
+
+
+async def test_moving_a_contact_away_from_a_lead_the_file_leaves_alone_is_refused(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    await load(sessions, wider())
+    await through_library(sessions, lambda leads: leads.create(
+        name="Wartung", company="acme", contact="carol@acme.com"))
+    before = await snapshot(sessions)
+    document = wider()
+    document["tenants"][0]["contacts"][1]["company"] = "globex"
+    with pytest.raises(DirectoryImportError) as raised:
+        await load(sessions, document)
+    assert str(raised.value) == ("tenant 'xyz', lead 11112: contact 'carol@acme.com' does not "
+                                 "belong to its company 'acme' after the import")
+    assert await snapshot(sessions) == before
+
+
+async def test_a_record_broken_before_the_import_is_shown_not_blamed_on_it(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    """A lead set back to open while converted (what imports did before issue 8)."""
+    await load(sessions, factories.directory())
+    await through_library(sessions, lambda leads: leads.convert_to_project(11111))
+    async with sessions() as session, session.begin():
+        open_status = await session.scalar(select(LeadStatus.id).where(
+            LeadStatus.name == "Erstkontakt"))
+        await session.execute(update(Lead).values(status_id=open_status))
+    report = await load(sessions, factories.directory())
+    assert lines(report, Action.INVALID) == [
+        "invalid     tenant 'xyz', lead 11111: converted to project 20002, it must keep a won "
+        "status, not 'Erstkontakt' (open) (not the import's doing: fix it in the CRM)"]
+    document = factories.directory()
+    document["tenants"][0]["leads"][0]["status"] = "Gewonnen"  # the file can mend it
+    report = await load(sessions, document)
+    assert lines(report, Action.CHANGED) == ["changed     tenant 'xyz', lead 11111: status"]
+    assert lines(report, Action.INVALID) == []
+
+
+async def test_the_report_lists_records_in_the_files_order_with_tallies(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    await load(sessions, factories.directory())
+    await through_library(sessions, lambda leads: leads.create(name="Neu", company="acme"))
+    document = factories.directory(name="XYZ AG")
+    tenant = document["tenants"][0]
+    tenant["companies"][0]["domains"].append("acme.de")
+    tenant["contacts"].append({"email": "carol@acme.com", "company": "acme"})
+    report = await load(sessions, document)
+    assert [str(line) for line in report.lines] == [
+        "changed     tenant 'xyz': name",
+        "changed     tenant 'xyz', company 'acme': domains",
+        "created     tenant 'xyz', contact 'carol@acme.com'",
+        "unchanged   tenant 'xyz': 3 lead statuses, 1 sales action, 1 contact, 1 project, 1 lead",
+        "left alone  tenant 'xyz': 1 lead not in the file"]
+    assert report.summary() == "1 company updated, 1 contact created, 1 tenant updated"
