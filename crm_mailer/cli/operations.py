@@ -19,7 +19,7 @@ from crm_mailer.cli.shared import add_action, add_by, scoped
 from crm_mailer.db import migrate, repositories
 from crm_mailer.db.engine import reading, session_factory, writing
 from crm_mailer.db.models import ReviewPolicy, Tenant, TenantHost
-from crm_mailer.directory.importer import ImportReport, import_tenant
+from crm_mailer.directory.importer import import_directory
 from crm_mailer.directory.spec import parse_directory
 from crm_mailer.errors import CrmMailerError, InvalidRequest, NotFound
 from crm_mailer.leads.scope import tenant_scope
@@ -48,8 +48,17 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     db_commands.add_parser("current", help="show the schema revision").set_defaults(
         run=_db_current, schema=False)
 
-    importer = commands.add_parser("import", help="load tenants and their directory from JSON")
+    importer = commands.add_parser(
+        "import", help="load tenants and their directory from JSON",
+        description="Load tenants and their directory from JSON. Prints what was created, "
+                    "changed, left alone and in conflict: a value changed in the CRM since the "
+                    "last import is kept and reported, unless --overwrite.")
     importer.add_argument("file", type=Path, metavar="FILE.json")
+    importer.add_argument("--dry-run", action="store_true",
+                          help="print what the import would do and store nothing")
+    importer.add_argument("--overwrite", action="store_true",
+                          help="the file's values replace values changed in the CRM since the "
+                               "last import, wherever the lead library's rules allow them")
     importer.set_defaults(run=_import)
 
     history = commands.add_parser("history", help="filed contact-history entries")
@@ -154,11 +163,18 @@ async def _import(args: argparse.Namespace, settings: Settings, engine: AsyncEng
     except OSError as exc:
         raise CrmMailerError(f"cannot read {args.file}: {exc.strerror}") from None
     specs = parse_directory(text)
-    report = ImportReport()
     async with writing(session_factory(engine)) as session:
-        for spec in specs:
-            await import_tenant(session, spec, report)
-    print(f"imported {len(specs)} tenant(s): {report.summary()}")
+        report = await import_directory(session, specs, overwrite=args.overwrite)
+        if args.dry_run:
+            await session.rollback()
+    out = SafeOutput(sys.stdout)
+    for line in report.lines:
+        out.write(f"{line}\n")
+    if args.dry_run:
+        out.write(f"would import {len(specs)} tenant(s): {report.summary()} "
+                  "(dry run: nothing was stored)\n")
+        return 0
+    out.write(f"imported {len(specs)} tenant(s): {report.summary()}\n")
     # Directory changes may make waiting mail certain: match it again, tenant by tenant.
     for spec in specs:
         async with writing(session_factory(engine)) as session:
