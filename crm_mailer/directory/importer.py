@@ -158,7 +158,7 @@ class _TenantImport:
             if record not in broken_before:
                 raise self.fail(record, f"{reason} after the import")
             self.add(Action.INVALID, record, "invalid",
-                     detail=f"{reason} (not the import's doing: fix it in the CRM)")
+                     detail=f"{reason}; so before the import: fix it in the CRM")
         for action, tally in ((Action.UNCHANGED, self.unchanged),
                               (Action.LEFT_ALONE, self.left_alone)):
             if counted := [f"{n} {kind if n == 1 else _PLURAL[kind]}"

@@ -54,7 +54,7 @@ class ImportReport:
         return self.counts[key]
 
     def __bool__(self) -> bool:
-        """True when the import changed something or found a conflict."""
+        """True when the import changed something or has something to say (a conflict)."""
         return bool(self.counts)
 
     def add(self, line: ReportLine, count: str | None = None) -> None:

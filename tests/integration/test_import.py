@@ -507,7 +507,7 @@ async def test_a_record_broken_before_the_import_is_shown_not_blamed_on_it(
     report = await load(sessions, factories.directory())
     assert lines(report, Action.INVALID) == [
         "invalid     tenant 'xyz', lead 11111: converted to project 20002, it must keep a won "
-        "status, not 'Erstkontakt' (open) (not the import's doing: fix it in the CRM)"]
+        "status, not 'Erstkontakt' (open); so before the import: fix it in the CRM"]
     document = factories.directory()
     document["tenants"][0]["leads"][0]["status"] = "Gewonnen"  # the file can mend it
     report = await load(sessions, document)
