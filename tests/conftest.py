@@ -69,20 +69,25 @@ def pg_admin_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def pg_template(pg_admin_url: str) -> str:
-    """A migrated template database; each test copies it (CREATE DATABASE ... TEMPLATE)."""
+def pg_template(pg_admin_url: str) -> Iterator[str]:
+    """A migrated template database; each test copies it (CREATE DATABASE ... TEMPLATE).
+
+    Named for this process: sessions running at once on one server (bench/mutation.py runs
+    two) must not drop each other's template.
+    """
+    name = f"{TEMPLATE_DB}_{os.getpid()}"
 
     async def build() -> None:
-        await _pg_admin(pg_admin_url, f"DROP DATABASE IF EXISTS {TEMPLATE_DB}",
-                        f"CREATE DATABASE {TEMPLATE_DB}")
-        engine = create_engine(str(make_url(pg_admin_url).set(database=TEMPLATE_DB)))
+        await _pg_admin(pg_admin_url, f"DROP DATABASE IF EXISTS {name}", f"CREATE DATABASE {name}")
+        engine = create_engine(str(make_url(pg_admin_url).set(database=name)))
         try:
             await migrate.upgrade(engine)
         finally:
             await engine.dispose()
 
     asyncio.run(build())
-    return TEMPLATE_DB
+    yield name
+    asyncio.run(_pg_admin(pg_admin_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
 @pytest.fixture(scope="session")
