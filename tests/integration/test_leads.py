@@ -443,7 +443,8 @@ async def until_a_connection_waits_for_a_lock(sessions: async_sessionmaker[Async
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
-@pytest.mark.parametrize("sales_project_exists", [False, True])
+@pytest.mark.parametrize("sales_project_exists", [False, True],
+                         ids=["first-use-of-the-sales-project", "sales-project-exists"])
 async def test_two_first_uses_of_a_sales_task_at_once_return_the_same_task(
         crm: async_sessionmaker[AsyncSession], sales_project_exists: bool) -> None:
     """The later one waits for the earlier one's insert, hits the unique key when it
