@@ -171,8 +171,11 @@ class _TenantImport:
 
     async def _tenant(self) -> Tenant:
         spec = self.spec
-        tenant = (await self.session.execute(select(Tenant).where(Tenant.slug == spec.slug))
-                  ).scalar_one_or_none()
+        # The tenant's row locked first: the library allocates lead and project numbers under
+        # this lock, so a lead it creates meanwhile never takes a number the file creates.
+        tenant = (await self.session.execute(
+            select(Tenant).where(Tenant.slug == spec.slug).with_for_update()
+            .execution_options(populate_existing=True))).scalar_one_or_none()
         settings: dict[str, Any] = {"name": spec.name}
         if spec.review is not None:
             settings["review"] = spec.review

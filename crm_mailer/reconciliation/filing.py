@@ -35,8 +35,11 @@ async def place(lookup: Lookup, *, company: str | None, contact: str | None,
     if lead is not None and project is not None:
         raise InvalidRequest("choose a lead or a project, not both")
     # Share locks: no company change of the contact, lead or project until the entry is
-    # filed, so what is checked here is what is filed.
+    # filed, so what is checked here is what is filed. Contacts first, then the record: the
+    # order every writer takes its locks in.
     contact_row = await lookup.contact(contact, "share") if contact else None
+    suggestions = [] if contact_row is not None else \
+        await _contacts(lookup, suggested_contacts or [])
     lead_row = await lookup.lead(lead, "share") if lead is not None else None
     project_row = await lookup.project(project, "share") if project is not None else None
     record = lead_row or project_row
@@ -57,15 +60,19 @@ async def place(lookup: Lookup, *, company: str | None, contact: str | None,
         what = f"lead {lead}" if lead_row is not None else f"project {project}"
         raise InvalidRequest(f"{what} does not belong to company '{company_row.key}'")
     if contact_row is None:
-        for email in suggested_contacts or []:
-            try:
-                candidate = await lookup.contact(email, "share")
-            except NotFound:  # removed from the directory since
-                continue
-            if candidate.company_id == company_row.id:
-                contact_row = candidate
-                break
+        contact_row = next((c for c in suggestions if c.company_id == company_row.id), None)
     elif contact_row.company_id != company_row.id:
         raise InvalidRequest(f"contact '{contact_row.email}' does not belong to company "
                              f"'{company_row.key}'")
     return Placement(company_row, contact_row, lead_row, project_row)
+
+
+async def _contacts(lookup: Lookup, emails: list[str]) -> list[Contact]:
+    """The suggested contacts still in the directory, share-locked, in the given order."""
+    found = []
+    for email in emails:
+        try:
+            found.append(await lookup.contact(email, "share"))
+        except NotFound:  # removed from the directory since
+            continue
+    return found

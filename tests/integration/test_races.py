@@ -18,6 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm_mailer.db.engine import writing
 from crm_mailer.db.models import HistoryChange
+from crm_mailer.directory.importer import import_tenant
+from crm_mailer.directory.report import ImportReport
+from crm_mailer.directory.spec import parse_directory
 from crm_mailer.errors import Conflict, InvalidRequest, NotFound
 from crm_mailer.leads import LeadLibrary, tenant_scope
 from crm_mailer.leads.statuses import StatusLibrary
@@ -256,3 +259,40 @@ async def test_a_lead_set_to_a_status_deleted_meanwhile_is_refused(
     assert [s.name for s in remaining] == ["Erstkontakt", "Verloren"]
     assert isinstance(refused, NotFound)
     assert "no lead status 'Gewonnen' in tenant 'xyz'" in str(refused)
+
+
+# --- an import while the library creates a lead -------------------------------------------
+
+
+def importing_lead_11113() -> Operation:
+    document = directory()
+    document["tenants"][0]["leads"].append({"number": 11113, "name": "Aus der Datei",
+                                            "company": "acme"})
+    document["tenants"].pop()  # the other tenant is not in this file
+
+    async def run(session: AsyncSession) -> ImportReport:
+        report = ImportReport()
+        for spec in parse_directory(factories.dumps(document)):
+            await import_tenant(session, spec, report)
+        return report
+    return run
+
+
+async def create_lead(session: AsyncSession) -> Any:
+    return await (await leads(session)).create(name="Aus der Bibliothek", company="acme")
+
+
+async def test_a_lead_created_during_an_import_takes_the_next_free_number(
+        crm: async_sessionmaker[AsyncSession]) -> None:
+    _, created = await race(crm, importing_lead_11113(), create_lead)
+    assert (created.number, created.name) == (11114, "Aus der Bibliothek")
+
+
+async def test_an_import_after_the_library_took_its_number_reports_the_conflict(
+        crm: async_sessionmaker[AsyncSession]) -> None:
+    created, report = await race(crm, create_lead, importing_lead_11113())
+    assert created.number == 11113
+    assert [(c.record, c.field) for c in report.conflicts] == [("lead 11113", "name")]
+    async with writing(crm) as session:
+        lead = await (await leads(session)).get(11113)
+    assert lead.name == "Aus der Bibliothek"  # the CRM's value is kept
