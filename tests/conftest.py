@@ -23,6 +23,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -148,6 +149,19 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 @pytest.fixture
 def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return session_factory(engine)
+
+
+async def until_blocked_on_a_lock(sessions: async_sessionmaker[AsyncSession]) -> None:
+    """Return once a connection to this PostgreSQL database waits for a lock: the way race
+    tests know the second operation reached the first one's lock, without sleeping."""
+    for _ in range(1000):
+        async with sessions() as session:  # pg_stat_activity is read once per transaction
+            if await session.scalar(text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'")):
+                return
+        await asyncio.sleep(0.01)
+    raise AssertionError("no connection started waiting for a lock within 10 s")
 
 
 async def load_directory(sessions: async_sessionmaker[AsyncSession],

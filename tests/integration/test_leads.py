@@ -21,7 +21,7 @@ from crm_mailer.leads.library import SalesTask
 from crm_mailer.leads.statuses import StatusLibrary
 from crm_mailer.views import list_history
 from tests import factories
-from tests.conftest import SmtpClient, load_directory
+from tests.conftest import SmtpClient, load_directory, until_blocked_on_a_lock
 
 
 def directory() -> dict[str, Any]:
@@ -351,8 +351,7 @@ async def test_two_converts_of_one_lead_at_once_make_one_project(
                 return await library.convert_to_project(11111)
 
         racing = asyncio.create_task(second())
-        await asyncio.sleep(0.5)
-        assert not racing.done()  # waiting on the lock, not making a second project
+        await until_blocked_on_a_lock(crm)  # waiting on the lock, not making a second project
     with pytest.raises(Conflict, match="already converted to project"):
         await racing
     async with writing(crm) as session:
@@ -429,18 +428,6 @@ async def test_a_bulk_update_failing_in_the_database_keeps_the_callers_earlier_w
     assert after == [*before, earlier.as_json()]
 
 
-async def until_a_connection_waits_for_a_lock(sessions: async_sessionmaker[AsyncSession]) -> None:
-    """Return once a connection to this PostgreSQL database is waiting for a lock."""
-    for _ in range(1000):
-        async with sessions() as session:  # pg_stat_activity is read once per transaction
-            if await session.scalar(text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND wait_event_type = 'Lock'")):
-                return
-        await asyncio.sleep(0.01)
-    raise AssertionError("no connection started waiting for a lock within 10 s")
-
-
 @pytest.mark.postgres
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 @pytest.mark.parametrize("sales_project_exists", [False, True],
@@ -461,7 +448,7 @@ async def test_two_first_uses_of_a_sales_task_at_once_return_the_same_task(
     async with writing(crm) as session:
         first = await LeadLibrary(session, await tenant_scope(session, "xyz")).sales_task("acme")
         racing = asyncio.create_task(sales_task())
-        await until_a_connection_waits_for_a_lock(crm)  # it found no task, and inserts one
+        await until_blocked_on_a_lock(crm)  # it found no task, and inserts one
     assert await racing == first
     async with crm() as session:
         tasks = await session.scalar(select(func.count()).select_from(ProjectTask))

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm_mailer.db.engine import writing
@@ -26,7 +26,7 @@ from crm_mailer.leads import LeadLibrary, tenant_scope
 from crm_mailer.leads.statuses import StatusLibrary
 from crm_mailer.reconciliation import ReconciliationQueue
 from tests import factories
-from tests.conftest import SmtpClient, load_directory
+from tests.conftest import SmtpClient, load_directory, until_blocked_on_a_lock
 from tests.integration.test_reconciliation import directory, queued
 from tests.integration.test_smtp_ingest import history, pending
 
@@ -51,20 +51,6 @@ def queue(session: AsyncSession) -> Awaitable[ReconciliationQueue]:
     return make()
 
 
-async def blocked_on_a_lock(sessions: async_sessionmaker[AsyncSession]) -> None:
-    """Return once another connection waits for a row lock (PostgreSQL only)."""
-    async with sessions() as watcher:
-        for _ in range(500):
-            waiting = await watcher.scalar(text(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND datname = current_database()"))
-            if waiting:
-                return
-            await watcher.rollback()  # the activity view is a snapshot per transaction
-            await asyncio.sleep(0.02)
-    raise AssertionError("the second operation never waited for the first one's lock")
-
-
 async def race(sessions: async_sessionmaker[AsyncSession], first: Operation,
                second: Operation) -> tuple[Any, BaseException | Any]:
     """Run `first` and keep its transaction open while `second` starts; then commit
@@ -78,7 +64,7 @@ async def race(sessions: async_sessionmaker[AsyncSession], first: Operation,
         first_result = await first(session)
         racing = asyncio.create_task(run_second())
         if session.bind.dialect.name == "postgresql":
-            await blocked_on_a_lock(sessions)
+            await until_blocked_on_a_lock(sessions)
     try:
         return first_result, await racing
     except (Conflict, InvalidRequest, NotFound) as refused:
