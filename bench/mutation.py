@@ -1,0 +1,179 @@
+"""Mutation testing of the rules: crm_mailer/leads, reconciliation and matching (mutmut 3).
+
+Not run in CI (a full run takes about an hour on two cores). mutmut comes with the
+`mutation` extra, which CI does not install:
+
+    .venv/bin/python -m pip install -e '.[mutation]'
+    .venv/bin/python bench/mutation.py [--jobs 2] [--nice 10] [--fresh]
+    .venv/bin/python bench/mutation.py 'crm_mailer.leads.library.*'   # these mutants again
+    .venv/bin/python bench/mutation.py --report                        # the last run's score
+
+What is mutated and which tests run is [tool.mutmut] in pyproject.toml: mutmut copies the
+project into mutants/, runs tests/unit/matching and tests/integration once to learn which
+tests reach which function, then for each mutant runs only those tests (fastest first,
+stopping at the first failure). One throwaway PostgreSQL cluster (tests/pgcluster.py)
+serves the whole run through CRM_MAILER_TEST_DATABASE_URL, so every mutant also meets the
+PostgreSQL tests, the lock races of tests/integration/test_races.py among them; with
+CRM_MAILER_TEST_DATABASE_URL already set, that server is used instead. Everything runs
+under `nice` (the machine is shared).
+
+A run resumes where the last one stopped: mutants/ keeps each verdict, and only mutants of
+changed functions are tested again (--fresh starts over). Prints killed / survived /
+timeout / no tests per package and in total, the survival rate (survived and untested
+mutants over all of them) and every survivor as a diff. Exits 1 when the survival rate is
+over --max-survival (5%).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.pgcluster import PgCluster  # noqa: E402
+
+PACKAGES = ("crm_mailer.leads", "crm_mailer.matching", "crm_mailer.reconciliation")
+MUTANTS = ROOT / "mutants"
+INSTALL = "install the extra first: .venv/bin/python -m pip install -e '.[mutation]'"
+
+# mutmut's exit codes of a mutant's test run, as the verdicts this report counts.
+# A mutant is caught when a test fails (killed) or hangs (timeout); it survives when the
+# tests pass, or when no test reaches its function at all (no tests).
+VERDICTS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests",
+            34: "skipped", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout",
+            255: "timeout", 37: "type check", None: "not checked"}
+COLUMNS = ("killed", "timeout", "survived", "no tests", "other", "not checked")
+
+
+def mutmut_command() -> list[str]:
+    """The mutmut console script of this interpreter (`python -m mutmut` re-imports itself)."""
+    script = Path(sys.executable).parent / "mutmut"
+    if not script.exists():
+        raise SystemExit(f"mutmut is not installed in {sys.prefix}: {INSTALL}")
+    return [str(script)]
+
+
+def verdict(exit_code: int | None) -> str:
+    found = VERDICTS.get(exit_code, "other")
+    return found if found in COLUMNS else "other"
+
+
+def results() -> dict[str, str]:
+    """Mutant name -> verdict, from the meta files mutmut keeps beside each mutated module."""
+    found: dict[str, str] = {}
+    for meta in sorted(MUTANTS.glob("crm_mailer/**/*.py.meta")):
+        for name, exit_code in json.loads(meta.read_text())["exit_code_by_key"].items():
+            found[name] = verdict(exit_code)
+    return found
+
+
+def package_of(name: str) -> str:
+    return next((p for p in PACKAGES if name.startswith(p + ".")), "other")
+
+
+def survivors(found: dict[str, str]) -> list[str]:
+    return sorted(n for n, v in found.items() if v in ("survived", "no tests", "other"))
+
+
+def survival(counts: collections.Counter[str]) -> str:
+    checked = sum(counts.values()) - counts["not checked"]
+    left = counts["survived"] + counts["no tests"] + counts["other"]
+    return f"{100 * left / checked:.1f}%" if checked else "-"
+
+
+def table(found: dict[str, str]) -> tuple[str, float]:
+    """The score as a Markdown table, and the total survival rate in percent."""
+    by_package: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    for name, result in found.items():
+        by_package[package_of(name)][result] += 1
+        by_package["total"][result] += 1
+    lines = ["| package | mutants | " + " | ".join(COLUMNS) + " | survival |",
+             "|---" * (len(COLUMNS) + 3) + "|"]
+    for package in (*PACKAGES, "total"):
+        counts = by_package[package]
+        cells = [str(counts[c]) for c in COLUMNS]
+        lines.append(f"| {package} | {sum(counts.values())} | " + " | ".join(cells)
+                     + f" | {survival(counts)} |")
+    total = by_package["total"]
+    checked = sum(total.values()) - total["not checked"]
+    left = total["survived"] + total["no tests"] + total["other"]
+    return "\n".join(lines), (100 * left / checked if checked else 0.0)
+
+
+def diff(name: str) -> str:
+    shown = subprocess.run([*mutmut_command(), "show", name], cwd=ROOT, capture_output=True,
+                           text=True, check=False)
+    return shown.stdout.strip() or shown.stderr.strip()
+
+
+def report(found: dict[str, str], max_survival: float) -> int:
+    if not found:
+        print("no results in mutants/: run bench/mutation.py first", file=sys.stderr)
+        return 2
+    text, rate = table(found)
+    print()
+    print(text)
+    left = survivors(found)
+    if left:
+        print(f"\n{len(left)} surviving mutant(s):")
+    for name in left:
+        print(f"\n## {name} ({found[name]})\n{diff(name)}")
+    print(f"\nsurvival rate {rate:.1f}% (at most {max_survival:g}% allowed)")
+    return 0 if rate <= max_survival else 1
+
+
+def run(mutants: Iterable[str], jobs: int) -> int:
+    """`mutmut run` against one throwaway PostgreSQL cluster, started unless one is given."""
+    env = dict(os.environ)
+    cluster = None
+    if not env.get("CRM_MAILER_TEST_DATABASE_URL"):
+        cluster = PgCluster()
+        cluster.start()
+        env["CRM_MAILER_TEST_DATABASE_URL"] = cluster.url
+        print(f"PostgreSQL for the whole run: {cluster.url}", flush=True)
+    try:
+        return subprocess.run([*mutmut_command(), "run", "--max-children", str(jobs), *mutants],
+                              cwd=ROOT, env=env, check=False).returncode
+    finally:
+        if cluster is not None:
+            cluster.destroy()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mutants", nargs="*",
+                        help="only these mutants (names or globs, as `mutmut results` prints "
+                             "them), tested again even if they have a verdict")
+    parser.add_argument("--jobs", type=int, default=2, help="mutants tested at once (default 2)")
+    parser.add_argument("--nice", type=int, default=10,
+                        help="niceness of the run and its PostgreSQL (default 10)")
+    parser.add_argument("--fresh", action="store_true", help="delete mutants/ and start over")
+    parser.add_argument("--report", action="store_true",
+                        help="only print the score of the results in mutants/")
+    parser.add_argument("--max-survival", type=float, default=5.0,
+                        help="exit 1 above this survival rate in percent (default 5)")
+    args = parser.parse_args()
+
+    if not args.report:
+        os.nice(args.nice)
+        if args.fresh:
+            shutil.rmtree(MUTANTS, ignore_errors=True)
+        code = run(args.mutants, args.jobs)
+        if code:
+            print(f"mutmut run exited with {code}", file=sys.stderr)
+            return code
+    return report(results(), args.max_survival)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
