@@ -26,7 +26,6 @@ from crm_mailer.db.models import (
     ProjectTask,
     SalesAction,
     StatusKind,
-    Tenant,
 )
 from crm_mailer.errors import Conflict, InvalidRequest, NotFound
 from crm_mailer.leads.rules import converted_lead_status
@@ -160,14 +159,8 @@ class LeadLibrary:
 
     # --- creating ------------------------------------------------------------------------
 
-    async def _lock_tenant(self) -> None:
-        """Serialize number allocation per tenant (a row lock on PostgreSQL; SQLite's
-        write transactions are serial already)."""
-        await self.session.execute(select(Tenant.id).where(Tenant.id == self.tenant.id)
-                                   .with_for_update())
-
     async def _next_number(self, model: type[Lead] | type[Project]) -> int:
-        await self._lock_tenant()
+        await self.lookup.lock_tenant()
         highest = await self.session.scalar(select(func.max(model.number))
                                             .where(model.tenant_id == self.tenant.id))
         return int(highest or 0) + 1
@@ -193,12 +186,13 @@ class LeadLibrary:
         if not name.strip():
             raise InvalidRequest("a lead needs a name")
         async with self.session.begin_nested():
+            await self.lookup.lock_tenant()  # the number; and first, in the one lock order
+            status_row = await (self.lookup.status(status, "share") if status
+                                else self._default_status())
             company_row = await self.lookup.company(company)
             contact_row = await self.lookup.contact(contact, "share") if contact else None
             if contact_row is not None:
                 self._check_contact(contact_row, company_row.id, company, "new lead")
-            status_row = await (self.lookup.status(status, "share") if status
-                                else self._default_status())
             action = await self.lookup.sales_action(sales_action) if sales_action else None
             lead = Lead(tenant_id=self.tenant.id, number=await self._next_number(Lead),
                         name=name.strip(), company_id=company_row.id,
@@ -235,12 +229,13 @@ class LeadLibrary:
     async def _update_leads(self, numbers: Sequence[int], *, contact: str | Unset | None,
                             status: str | Unset, sales_action: str | Unset | None,
                             name: str | Unset = UNSET) -> None:
-        # Locked before they are read: a company change committed meanwhile is seen here
-        # (the contact check below uses it), or waits until we are done.
-        contact_row = (await self.lookup.contact(contact, "share")
-                       if isinstance(contact, str) else None)
+        # Locked before they are read (status, contact, leads: the one lock order): a
+        # company change committed meanwhile is seen here (the contact check below uses
+        # it), or waits until we are done.
         status_row = (await self.lookup.status(status, "share")
                       if isinstance(status, str) else None)
+        contact_row = (await self.lookup.contact(contact, "share")
+                       if isinstance(contact, str) else None)
         action_row = (await self.lookup.sales_action(sales_action)
                       if isinstance(sales_action, str) else None)
         locked = {number: await self.lookup.lead(number, "update")
@@ -328,7 +323,9 @@ class LeadLibrary:
         linked to it and set to the tenant's first won status."""
         async with self.session.begin_nested():
             # The lead row locked before it is read: a second convert waits here, then
-            # sees the project the first one made (without the lock both made one).
+            # sees the project the first one made (without the lock both made one). The
+            # tenant first: the project's number is allocated under its lock.
+            await self.lookup.lock_tenant()
             lead = await self.lookup.lead(number, "update")
             if lead.project_id is not None:
                 existing = await self.session.get_one(Project, lead.project_id)

@@ -29,9 +29,11 @@ __all__ = [
 
 M = TypeVar("M", bound=Base)
 
-# A row to change is locked for update; a row a change relies on (the contact whose company
+# A row to change is locked for update (FOR NO KEY UPDATE: keys never change, so mail being
+# filed on it meanwhile is not held up); a row a change relies on (the contact whose company
 # is checked, the lead a mail is filed on) for share, so no one changes it until we commit.
-# Locks are taken contact first, then lead or project, in the order the importer writes.
+# Every writer locks in one order, so two never deadlock: the tenant (numbering, status
+# list), statuses, contacts, projects, leads, then queue items and history entries.
 # SQLite serializes writers and renders neither.
 RowLock = Literal["update", "share"] | None
 
@@ -64,12 +66,19 @@ class Lookup:
         tenant_column: Any = model.tenant_id  # type: ignore[attr-defined]
         statement: Any = select(model).where(tenant_column == self.tenant.id, column == value)
         if lock is not None:  # and read what the lock holder committed, not a stale copy
-            statement = statement.with_for_update(read=lock == "share") \
+            statement = statement.with_for_update(read=lock == "share",
+                                                  key_share=lock == "update") \
                 .execution_options(populate_existing=True)
         found: M | None = await self.session.scalar(statement)
         if found is None:
             raise NotFound(f"no {what} in tenant '{self.tenant.slug}'")
         return found
+
+    async def lock_tenant(self) -> None:
+        """Serialize changes to the tenant's numbering and status list (a row lock on
+        PostgreSQL, also taken by the import; SQLite's write transactions are serial)."""
+        await self.session.execute(select(Tenant.id).where(Tenant.id == self.tenant.id)
+                                   .with_for_update())
 
     async def company(self, key: str) -> Company:
         return await self._one(Company, Company.key, key, f"company '{key}'")

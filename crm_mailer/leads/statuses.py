@@ -62,6 +62,7 @@ class StatusLibrary:
         except ValueError:
             raise InvalidRequest(f"status kind must be open, won or lost, not {kind!r}") from None
         async with self.session.begin_nested():
+            await self.lookup.lock_tenant()  # one change to the status list at a time
             statuses = await self._ordered()
             if any(s.name == name for s in statuses):
                 raise Conflict(f"status '{name}' exists already")
@@ -77,6 +78,7 @@ class StatusLibrary:
     async def rename(self, old: str, new: str) -> list[StatusView]:
         new = _name(new)
         async with self.session.begin_nested():
+            await self.lookup.lock_tenant()  # one change to the status list at a time
             status = await self.lookup.status(old, "update")
             if new != old and await self.session.scalar(select(LeadStatus.id).where(
                     LeadStatus.tenant_id == self.tenant.id, LeadStatus.name == new)):
@@ -100,6 +102,7 @@ class StatusLibrary:
     async def reorder(self, names: Sequence[str]) -> list[StatusView]:
         """Put the statuses in this order; every status must be named exactly once."""
         async with self.session.begin_nested():
+            await self.lookup.lock_tenant()  # one change to the status list at a time
             statuses = {s.name: s for s in await self._ordered()}
             if sorted(names) != sorted(statuses) or len(set(names)) != len(names):
                 missing = sorted(set(statuses) - set(names))
@@ -114,6 +117,7 @@ class StatusLibrary:
     async def delete(self, name: str, replacement: str | None = None) -> list[StatusView]:
         """Delete a status; leads in it need a `replacement` status to move to."""
         async with self.session.begin_nested():
+            await self.lookup.lock_tenant()  # one change to the status list at a time
             # Locked first: a lead being set to this status meanwhile holds it (share) until
             # it commits, and is then counted below.
             status = await self.lookup.status(name, "update")

@@ -282,3 +282,40 @@ async def test_an_import_after_the_library_took_its_number_reports_the_conflict(
     async with writing(crm) as session:
         lead = await (await leads(session)).get(11113)
     assert lead.name == "Aus der Bibliothek"  # the CRM's value is kept
+
+
+async def test_a_status_deleted_while_a_lead_is_created_in_it_counts_that_lead(
+        crm: async_sessionmaker[AsyncSession]) -> None:
+    async def create_won(session: AsyncSession) -> Any:
+        return await (await leads(session)).create(name="Neu", company="acme",
+                                                   status="Gewonnen")
+
+    async def delete_won(session: AsyncSession) -> Any:
+        return await StatusLibrary(session, await tenant_scope(session, "xyz")).delete(
+            "Gewonnen")
+
+    created, refused = await race(crm, create_won, delete_won)
+    assert created.status == "Gewonnen"
+    assert isinstance(refused, Conflict)
+    assert "status 'Gewonnen' is used by 1 lead(s)" in str(refused)
+    _, refused_later = await race(crm, delete_won_replacing(), create_won)
+    assert isinstance(refused_later, NotFound)
+
+
+def delete_won_replacing() -> Operation:
+    async def run(session: AsyncSession) -> Any:
+        return await StatusLibrary(session, await tenant_scope(session, "xyz")).delete(
+            "Gewonnen", replacement="Erstkontakt")
+    return run
+
+
+async def test_two_people_adding_one_status_at_once_get_one_status(
+        crm: async_sessionmaker[AsyncSession]) -> None:
+    async def add(session: AsyncSession) -> Any:
+        return await StatusLibrary(session, await tenant_scope(session, "xyz")).add(
+            "Angebot", "open", position=2)
+
+    added, refused = await race(crm, add, add)
+    assert [s.name for s in added] == ["Erstkontakt", "Angebot", "Gewonnen", "Verloren"]
+    assert isinstance(refused, Conflict)
+    assert "status 'Angebot' exists already" in str(refused)
