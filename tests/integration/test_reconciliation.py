@@ -224,6 +224,19 @@ async def test_a_correction_naming_only_the_company_keeps_a_lead_that_still_fits
                                                                 "carol@acme.com")
 
 
+async def test_a_correction_naming_only_the_company_keeps_a_project_that_still_fits(
+        sessions: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    document = directory()
+    document["tenants"][0]["review"] = "all"
+    await load_directory(sessions, document)
+    assert (await smtp.send(factories.mail(subject="Projekt 20001"))).code == 250
+    [item] = await pending(sessions)
+    kept = await decide(sessions, "confirm", item["id"], by="anna", company="acme",
+                        contact="carol@acme.com")
+    assert (kept["company"], kept["project"], kept["lead"], kept["contact"]) == (
+        "acme", 20001, None, "carol@acme.com")
+
+
 async def test_a_correction_to_another_company_drops_the_lead_that_no_longer_fits(
         sessions: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
     document = directory()
