@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import re
 import smtplib
 import socket
 import time
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +27,7 @@ from crm_mailer.db.engine import writing
 from crm_mailer.db.models import InboundMessage, PendingMatch, PendingState
 from crm_mailer.ingest import IngestConfig
 from crm_mailer.leads.scope import tenant_scope
+from crm_mailer.mail.parse import Limits
 from crm_mailer.matching import pipeline
 from crm_mailer.reconciliation.reprocess import reprocess
 from crm_mailer.settings import Settings
@@ -298,6 +303,113 @@ async def test_reprocess_rejects_mail_the_tenants_policy_now_refuses(
         item = await session.scalar(select(PendingMatch))
         assert item is not None and item.state is PendingState.REJECTED
         assert "not proven under policy 'dkim'" in (item.note or "")
+
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "eml"
+READ = ("direction", "sender", "recipients_to", "recipients_cc", "subject", "sent_at", "body",
+        "attachments", "evidence", "error")
+
+
+def broken(*args: object) -> object:
+    raise ZeroDivisionError("a deterministic bug")
+
+
+async def reprocess_xyz(sessions: async_sessionmaker[AsyncSession],
+                        config: IngestConfig | None = None) -> Counter[str]:
+    async with writing(sessions) as session:
+        tenant = await tenant_scope(session, "xyz")
+        return await reprocess(session, tenant, config or IngestConfig())
+
+
+async def what_was_read(sessions: async_sessionmaker[AsyncSession]) -> dict[str, dict[str, Any]]:
+    async with sessions() as session:
+        return {m.message_id: {name: getattr(m, name) for name in READ}
+                for m in await session.scalars(select(InboundMessage))}
+
+
+@pytest.mark.parametrize("case", ["forward_with_attachment", "inbound_reply",
+                                  "outbound_cc_header", "hostile/null_sender_delivery_report"])
+async def test_reprocessed_mail_is_stored_as_if_it_had_been_read_at_once(
+        case: str, sessions: async_sessionmaker[AsyncSession], smtp: SmtpClient,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Policy 'header' lets the null-sender report in; the mail is kept unprocessable, then
+    # a copy under another Message-ID is read at once: after reprocessing they agree.
+    document = json.loads((FIXTURES / "directory.json").read_text())
+    for tenant in document["tenants"]:
+        tenant["sender_policy"] = "header"
+    await load_directory(sessions, document)
+    raw = (FIXTURES / f"{case}.eml").read_bytes()
+    envelope = json.loads((FIXTURES / f"{case}.expected.json").read_text())["envelope"]
+    copy = re.sub(rb"(?im)^message-id:[^\r\n]*", b"Message-ID: <at-once@test>", raw, count=1)
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline, "run", broken)
+        assert (await smtp.send(raw, sender=envelope["from"], recipients=["crm@xyz.hq.example"])
+                ).code == 250
+    assert (await smtp.send(copy, sender=envelope["from"], recipients=["crm@xyz.hq.example"])
+            ).code == 250
+    report = await reprocess_xyz(sessions)
+    report.pop("skipped (not unprocessable)", None)  # the copy, if it waits too
+    assert report in ({"filed": 1}, {"queued": 1}), report
+    read = await what_was_read(sessions)
+    at_once = read.pop("at-once@test")
+    [reprocessed] = read.values()
+    assert reprocessed == at_once
+
+
+async def test_reprocess_leaves_other_tenants_mail_alone(
+        sessions: async_sessionmaker[AsyncSession], smtp: SmtpClient,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    document = factories.directory()
+    document["tenants"].append(factories.second_tenant())
+    await load_directory(sessions, document)
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline, "run", broken)
+        assert (await smtp.send(factories.mail())).code == 250
+        assert (await smtp.send(factories.mail(sender="olga@other.example"),
+                                recipients=["crm@crm.other.example"])).code == 250
+    assert await reprocess_xyz(sessions) == {"filed": 1}
+    [theirs] = await pending(sessions, "other")
+    assert theirs["reasons"] == ["unprocessable"] and "ZeroDivisionError" in theirs["error"]
+
+
+async def test_reprocess_under_review_all_files_the_mail_and_keeps_it_for_a_check(
+        sessions: async_sessionmaker[AsyncSession], smtp: SmtpClient,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    await load_directory(sessions, factories.directory(review="all"))
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline, "run", broken)
+        assert (await smtp.send(factories.mail())).code == 250
+    assert await reprocess_xyz(sessions) == {"filed": 1}
+    [entry] = await history(sessions)
+    [waiting] = await pending(sessions)
+    assert (entry["lead"], waiting["message_id"], waiting["reasons"]) == (
+        11111, entry["message_id"], ["review"])
+
+
+async def test_reprocess_applies_the_limits_configured_now(
+        example: async_sessionmaker[AsyncSession], smtp: SmtpClient,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline, "run", broken)
+        assert (await smtp.send(factories.mail())).code == 250
+    assert await reprocess_xyz(example, IngestConfig(limits=Limits(max_headers=3))) == \
+        {"refused": 1}
+    async with example() as session:
+        item = await session.scalar(select(PendingMatch))
+        assert item is not None and item.state is PendingState.REJECTED
+        assert "max_headers" in (item.note or ""), item.note
+
+
+async def test_reprocess_reads_a_message_stored_in_slices(
+        example: async_sessionmaker[AsyncSession], smtp: SmtpClient,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = factories.mail(body="Zeile\n" * 200_000)  # over a 1 MiB slice
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline, "run", broken)
+        assert (await smtp.send(raw)).code == 250
+    assert await reprocess_xyz(example) == {"filed": 1}
+    [entry] = await history(example)
+    assert entry["lead"] == 11111 and entry["body"].startswith("Zeile\nZeile")
 
 
 async def test_a_large_message_is_stored_in_slices_and_read_back_exactly(

@@ -14,6 +14,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from crm_mailer.db.engine import writing
+from crm_mailer.ingest import IngestConfig
+from crm_mailer.leads.scope import tenant_scope
+from crm_mailer.matching import pipeline
+from crm_mailer.reconciliation.reprocess import reprocess
 from crm_mailer.settings import Settings
 from crm_mailer.smtp.server import SmtpServer
 from tests import factories
@@ -88,6 +93,22 @@ async def test_the_dkim_policy_ignores_an_aligned_envelope_but_takes_a_signature
     assert "policy 'dkim'" in unsigned.text
     signed = await proving.send(sign(factories.mail(), key), sender="alice@xyz.de")
     assert signed.code == 250, signed
+
+
+async def test_reprocess_proves_the_from_by_the_signature_of_the_stored_bytes(
+        example: async_sessionmaker[AsyncSession], proving: SmtpClient,
+        key: rsa.RSAPrivateKey, dns_records: dict[bytes, bytes],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    await load_directory(example, factories.directory(sender_policy="dkim"))
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline, "run", lambda *args: 1 / 0)  # kept as unprocessable
+        assert (await proving.send(sign(factories.mail(), key))).code == 250
+    async with writing(example) as session:
+        report = await reprocess(session, await tenant_scope(session, "xyz"),
+                                 IngestConfig(dns_txt=dns_records.get))
+    assert report == {"filed": 1}
+    [entry] = await history(example)
+    assert entry["lead"] == 11111
 
 
 def with_auth_results(raw: bytes, authserv_id: str, result: str = "pass") -> bytes:
