@@ -27,7 +27,7 @@ from crm_mailer.errors import (
     StorageUnavailable,
 )
 from crm_mailer.mail.addresses import address_domain, normalize_address
-from crm_mailer.mail.header_block import HeaderBlock
+from crm_mailer.mail.header_block import HeaderBlock, unfold
 from crm_mailer.mail.parse import (
     DEFAULT_LIMITS,
     Limits,
@@ -37,7 +37,6 @@ from crm_mailer.mail.parse import (
     message_key,
     parse_message,
     sender_claim,
-    unfold,
 )
 from crm_mailer.mail.proof import DnsTxt, Proof, SenderPolicy, Verdict, prove, system_dns, verdict
 from crm_mailer.matching import pipeline, sender

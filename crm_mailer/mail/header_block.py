@@ -24,6 +24,8 @@ _FIELD = re.compile(rb"([\x21-\x39\x3b-\x7e]*)[ \t]*:")
 _HIDDEN_FIELD = re.compile(rb"(?<![\r\n])[\r\n]++([\x21-\x39\x3b-\x7e]++)[ \t]*+:")
 _BARE_BREAK = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 _BARE_CR = re.compile(rb"\r(?!\n)")
+_FOLD_BYTES = re.compile(rb"\r?\n(?=[ \t])")
+_LINE_BREAK_BYTES = re.compile(rb"[\r\n]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,14 @@ class HeaderBlock:
         if self.rewritten is None:
             return raw
         return self.rewritten + raw[self.body_start:]
+
+
+def unfold(value: bytes) -> bytes:
+    """A raw header value on one line: folds removed, as RFC 5322 unfolds, then trimmed.
+
+    A bare CR or LF left inside is no line break, as a mail client shows it: a space.
+    """
+    return _LINE_BREAK_BYTES.sub(b" ", _FOLD_BYTES.sub(b"", value)).strip()
 
 
 def _line_ending(raw: bytes, limit: int) -> bytes:

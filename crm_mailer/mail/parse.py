@@ -22,17 +22,16 @@ from email.message import EmailMessage, Message
 
 from crm_mailer.errors import MessageMalformed, SenderNotProven
 from crm_mailer.mail.addresses import element_addresses, normalize_address, split_address_list
-from crm_mailer.mail.header_block import HeaderBlock, read_header_block
+from crm_mailer.mail.header_block import HeaderBlock, read_header_block, unfold
 from crm_mailer.mail.html import html_to_text
 from crm_mailer.mail.mime_tree import mime_tree
+from crm_mailer.mail.thread import message_id_key, thread_references
 
 MAX_TEXT_FIELD = 16_384
 MAX_HTML_RENDERED = 100_000  # characters of an HTML body rendered as text
 BYTES_PER_ADDRESS = 128  # of an address header, per address it may hold
 _MAX_ATTACHMENTS = 1000
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
-_FOLD_BYTES = re.compile(rb"\r?\n(?=[ \t])")
-_LINE_BREAK_BYTES = re.compile(rb"[\r\n]+")
 _LINEBREAK = re.compile(r"[\r\n]+")
 # From the first blank of a run only, and possessive: linear (20,000 spaces between two
 # words took 1.3 s with a backtracking pattern).
@@ -41,14 +40,9 @@ _EMPTY_LINES = re.compile(r"\n{3,}")
 _TRACE_HEADER = re.compile(rb"^(received|return-path|delivered-to|x-original-to):", re.IGNORECASE)
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _HASH_CHUNK = 1 << 18
-_ANGLE_ID_BYTES = re.compile(rb"<([^<>]+)>")
 _SURROGATE = re.compile("[\udc80-\udcff]")  # bytes the ASCII codec could not read
-_MAX_MESSAGE_ID = 255
 _FALLBACK_CHARSETS = ("utf-8", "cp1252", "latin-1")
 DERIVED_ID_DOMAIN = "derived.crm-mailer.invalid"
-ESCAPED_ID_DOMAIN = "escaped.crm-mailer.invalid"
-LONG_ID_DOMAIN = "long-id.crm-mailer.invalid"
-_RESERVED_SUFFIX = ".crm-mailer.invalid"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +70,7 @@ class ParsedMessage:
     defects: tuple[str, ...] = field(default=())
     from_addresses: tuple[str, ...] = ()  # every From address; from_address only if one
     from_fields: int = 1
+    references: tuple[str, ...] = ()  # keys of the messages it replies to, nearest first
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,14 +121,6 @@ def _raw_header_bytes(msg: Message, name: str) -> bytes | None:
             text = _LINEBREAK.sub(" ", _FOLD.sub("", text)).strip()
             return text.encode("utf-8", "surrogateescape")
     return None
-
-
-def unfold(value: bytes) -> bytes:
-    """A raw header value on one line: folds removed, as RFC 5322 unfolds, then trimmed.
-
-    A bare CR or LF left inside is no line break, as a mail client shows it: a space.
-    """
-    return _LINE_BREAK_BYTES.sub(b" ", _FOLD_BYTES.sub(b"", value)).strip()
 
 
 def header_block(raw: bytes, limits: Limits = DEFAULT_LIMITS, *,
@@ -202,33 +189,6 @@ def sender_claim(block: HeaderBlock, limits: Limits = DEFAULT_LIMITS) -> str | N
         raise SenderNotProven(f"From header holds {len(addresses)} addresses; "
                               "the sender is ambiguous")
     return addresses[0] if addresses else None
-
-
-def message_id_key(value: bytes) -> str:
-    """The Message-ID as stored: exact, so two IDs that differ in any byte stay two.
-
-    The ID is what stands between the angle brackets (else the whole trimmed value).
-    Valid UTF-8 (RFC 6532) without control characters is kept as it is; anything else
-    is percent-escaped byte by byte under a reserved domain, as is an ID that already
-    ends in a reserved domain, so no two inputs share a key. Longer than 255
-    characters: a SHA-256 of the bytes.
-    """
-    match = _ANGLE_ID_BYTES.search(value)
-    exact = match.group(1) if match else value.strip(b" \t<>")
-    try:
-        text = exact.decode("utf-8")
-    except UnicodeDecodeError:
-        text = ""
-    if not text or not text.isprintable() or text.endswith(_RESERVED_SUFFIX):
-        text = f"{_escape(exact)}@{ESCAPED_ID_DOMAIN}"
-    if len(text) > _MAX_MESSAGE_ID:
-        return f"{hashlib.sha256(exact).hexdigest()}@{LONG_ID_DOMAIN}"
-    return text
-
-
-def _escape(data: bytes) -> str:
-    return "".join(chr(byte) if 0x21 <= byte <= 0x7E and byte != 0x25 else f"%{byte:02X}"
-                   for byte in data)
 
 
 def message_key(block: HeaderBlock | None, raw_message: bytes) -> tuple[str, bool]:
@@ -462,4 +422,5 @@ def parse_message(raw: bytes, limits: Limits = DEFAULT_LIMITS,
         sent_at=_sent_at(block.first("date")),
         body=body,
         attachments=attachments,
+        references=thread_references(block),
     )
