@@ -12,6 +12,8 @@ objects that hold only what it needs:
   under a header whose name carries a random nonce (a sender cannot forge it), as is an
   attached message's size;
 - text is kept up to a budget (its size times its nesting depth, TEXT_KEEP in all);
+- where each attached message (message/rfc822) lies in the bytes is noted, the outermost
+  ones only, so its header can be read later without a second walk (mail/forward.py);
 - structure past the limits is refused: nesting, number of parts, and MIME fields so
   long, so full of parameters or so deeply commented that no parser should read them.
 """
@@ -26,7 +28,7 @@ import re
 import secrets
 import urllib.parse
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage, Message
 
 from crm_mailer.errors import MessageMalformed, MessageTooLarge
@@ -51,6 +53,16 @@ _DECLARED = re.compile(rb'boundary\s*=\s*(?:"([^"\r\n]{1,200})"|([^\s;"]{1,200})
                        re.IGNORECASE)
 _DASH_LINE = re.compile(rb"^--([^\r\n]{0,210})(?:\r?\n|\Z)", re.MULTILINE)
 _QP_CHUNK = 1 << 20
+_MESSAGE_TYPES = ("message/rfc822", "message/global")
+
+
+@dataclass(frozen=True, slots=True)
+class AttachedMessage:
+    """Where an attached message's bytes (its header and body) lie in the walked message."""
+
+    start: int
+    end: int
+    encoding: str  # the attaching part's Content-Transfer-Encoding, lower case, or ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +71,8 @@ class MimeTree:
 
     message: Message
     size_header: str
+    # In document order; one attached inside another (a forward of a forward) is left out.
+    attached: tuple[AttachedMessage, ...] = ()
 
 
 @dataclass(slots=True)
@@ -71,6 +85,7 @@ class _Walk:
     parts: int = 0
     text_budget: int = TEXT_KEEP  # see text()
     delimiters: dict[bytes, list[tuple[int, int, bool]]] | None = None
+    attached: list[AttachedMessage] = field(default_factory=list)
 
     def text(self, start: int, end: int, depth: int) -> str:
         """The text raw[start:end] as far as the budget goes, ending at a line end.
@@ -102,12 +117,14 @@ class _Walk:
             for value in block.values(name):
                 _check_mime_field(name, value)
         mime = _mime_fields(block)
+        if mime.content_type in _MESSAGE_TYPES:
+            self.note_attached(body, end, mime.encoding)
         maintype = mime.content_type.partition("/")[0]
         if maintype == "multipart" and mime.boundary:
             message = mime.message()
             message.set_payload(self.multipart(body, end, mime.boundary.encode("latin-1"),
                                                depth))
-        elif mime.content_type in ("message/rfc822", "message/global") and body < end \
+        elif mime.content_type in _MESSAGE_TYPES and body < end \
                 and mime.encoding not in ("base64", "quoted-printable"):
             message = mime.message({self.size_header: str(end - body)})
             message.set_payload([self.part(body, end, depth + 1)])
@@ -140,6 +157,15 @@ class _Walk:
         if part_start is not None:  # no close delimiter: the last part runs to the end
             parts.append(self.part(part_start, end, depth + 1))
         return parts
+
+    def note_attached(self, start: int, end: int, encoding: str) -> None:
+        """Note an attached message, unless it lies inside the one noted last.
+
+        The walk meets parts in document order, so the outermost attached messages are
+        disjoint and ascending: the last one noted is the only one that can hold this one.
+        """
+        if start < end and (not self.attached or start >= self.attached[-1].end):
+            self.attached.append(AttachedMessage(start, end, encoding))
 
     def _delimiter_lines(self, boundary: bytes, start: int,
                          end: int) -> Iterator[tuple[int, int, bool]]:
@@ -201,7 +227,8 @@ def mime_tree(raw: bytes, block: HeaderBlock, *, max_depth: int, max_parts: int,
     """
     size_header = f"X-Crm-Mailer-Size-{secrets.token_hex(8)}"
     walk = _Walk(raw, max_depth, max_parts, max_header_size, size_header)
-    return MimeTree(walk.part(0, len(raw), 0, block), size_header)
+    message = walk.part(0, len(raw), 0, block)
+    return MimeTree(message, size_header, tuple(walk.attached))
 
 
 def _check_mime_field(name: str, value: bytes) -> None:

@@ -154,3 +154,32 @@ def test_a_delivery_status_part_is_not_read_as_header_blocks() -> None:
     assert parsed.body == "Nicht zustellbar."
     assert [a.content_type for a in parsed.attachments] == ["message/delivery-status"]
     assert time.perf_counter() - started < 0.5
+
+
+def attaching(inner: bytes, *, boundary: bytes = b"x", cte: bytes = b"7bit") -> bytes:
+    return (b"From: alice@xyz.de\r\nContent-Type: multipart/mixed; boundary=" + boundary
+            + b"\r\n\r\n--" + boundary + b"\r\nContent-Type: text/plain\r\n\r\nWeitergeleitet\r\n"
+            b"--" + boundary + b"\r\nContent-Type: message/rfc822\r\n"
+            b"Content-Transfer-Encoding: " + cte + b"\r\n\r\n" + inner
+            + b"\r\n--" + boundary + b"--\r\n")
+
+
+def test_an_attached_message_is_noted_where_its_bytes_lie() -> None:
+    inner = b"From: bob@acme.com\r\nSubject: Angebot\r\n\r\nHallo\r\n"
+    raw = attaching(inner)
+    [attached] = tree(raw).attached
+    assert (raw[attached.start:attached.end], attached.encoding) == (inner, "7bit")
+
+
+def test_only_the_outermost_attached_messages_are_noted() -> None:
+    # bob's mail, which attaches carol's, then dave's mail base64-encoded beside it.
+    innermost = b"From: carol@acme.com\r\n\r\nx\r\n"
+    middle = b"From: bob@acme.com\r\n" + attaching(innermost, boundary=b"y").partition(
+        b"\r\n")[2]
+    raw = attaching(middle).removesuffix(b"--x--\r\n") + (
+        b"--x\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + base64.encodebytes(b"From: dave@acme.com\r\n\r\ny\r\n") + b"--x--\r\n")
+    noted = tree(raw).attached
+    assert [raw[a.start:a.start + 20] for a in noted] == [b"From: bob@acme.com\r\n",
+                                                        b"RnJvbTogZGF2ZUBhY21l"]
+    assert [a.encoding for a in noted] == ["7bit", "base64"]
