@@ -324,13 +324,12 @@ async def test_sales_task_is_created_once_per_company(leads: LeadLibrary) -> Non
 
 async def test_update_renames_and_changes_one_lead(leads: LeadLibrary) -> None:
     lead = await leads.update(11112, name="Wartung 2027", contact="carol@acme.com",
-                              status="Erstkontakt")
-    assert (lead.name, lead.contact, lead.status) == ("Wartung 2027", "carol@acme.com",
-                                                      "Erstkontakt")
-    unchanged_action = lead.sales_action
+                              status="Erstkontakt", sales_action="Messe 2026")
+    assert (lead.name, lead.contact, lead.status, lead.sales_action) == (
+        "Wartung 2027", "carol@acme.com", "Erstkontakt", "Messe 2026")
     lead = await leads.update(11112, contact=None)
     assert (lead.name, lead.contact, lead.sales_action) == ("Wartung 2027", None,
-                                                            unchanged_action)
+                                                            "Messe 2026")
     with pytest.raises(InvalidRequest, match="the name must not be empty"):
         await leads.update(11112, name="  ")
     assert (await leads.get(11112)).name == "Wartung 2027"
