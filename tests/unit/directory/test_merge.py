@@ -11,7 +11,10 @@ from crm_mailer.directory.merge import (
     NEVER,
     NEVER_IMPORTED,
     RecordMerge,
+    Ref,
     Verdict,
+    arranged,
+    common_order,
     decide,
 )
 from crm_mailer.directory.report import ImportReport
@@ -58,3 +61,52 @@ def test_a_record_reports_changes_then_conflicts() -> None:
         "conflict    tenant 'xyz', lead 1, status: imported 'Neu', current 'Gewonnen'; "
         f"kept: {CHANGED_IN_CRM}"]
     assert report.counts == {"lead updated": 1, "conflict": 1}
+
+
+def test_a_field_only_the_file_sets_always_follows_it() -> None:
+    merge = RecordMerge("xyz", "", {"name": "old"}, overwrite=False)
+    assert merge.follow("name", "XYZ AG", "XYZ GmbH") == "XYZ AG"
+    assert merge.decisions["name"].verdict is Verdict.APPLIED
+
+
+def test_a_ref_compares_what_it_refers_to_and_shows_its_label() -> None:
+    """A status the file knows as 'Erstkontakt' is the one the CRM renamed 'Neu'."""
+    decision = decide(Ref(1, "Erstkontakt"), Ref(1, "Neu"), Ref(2, "Gewonnen"), overwrite=False)
+    assert decision.verdict is Verdict.SAME
+    merge = RecordMerge("xyz", "lead 1", {"status": "Gewonnen"}, overwrite=False)
+    merge.field("status", Ref(2, "Gewonnen"), Ref(1, "Neu"), last=Ref(2, "Gewonnen"))
+    report = ImportReport()
+    merge.report(report, "lead")
+    assert [str(line) for line in report.lines] == [
+        "conflict    tenant 'xyz', lead 1, status: imported 'Gewonnen', current 'Neu'; "
+        f"kept: {CHANGED_IN_CRM}"]
+
+
+@pytest.mark.parametrize("file, current, last, expected", [
+    # A status added in the CRM (D) or only in the file (E) is no change of order.
+    ("ABCE", "ADBC", "ABC", ("ABC", "ABC", "ABC")),
+    # One deleted in the CRM (B) drops out of all three.
+    ("ABC", "CA", "ABC", ("AC", "CA", "AC")),
+    ("CBA", "ABC", NEVER, ("CBA", "ABC", NEVER)),
+])
+def test_orders_are_compared_on_what_both_sides_hold(file: str, current: str, last: Any,
+                                                     expected: tuple[Any, ...]) -> None:
+    orders = common_order(list(file), list(current), last if last is NEVER else list(last))
+    assert orders == tuple(o if o is NEVER else tuple(o) for o in expected)
+
+
+@pytest.mark.parametrize("current, file, follow_file, expected", [
+    ("ABC", "CBA", True, "CBA"),
+    ("ABC", "CBA", False, "ABC"),
+    # What only the CRM holds (D) keeps its place; the file orders the rest around it.
+    ("ADBC", "CBA", True, "CDBA"),
+    # New in the file: after what precedes it there, or first.
+    ("ABC", "AEBC", True, "AEBC"),
+    ("ADBC", "AEBC", False, "AEDBC"),
+    ("ABC", "EABC", True, "EABC"),
+    ("CBA", "ABCE", False, "CBAE"),
+    ("", "AB", True, "AB"),
+])
+def test_statuses_take_the_files_order_in_the_places_they_hold(
+        current: str, file: str, follow_file: bool, expected: str) -> None:
+    assert "".join(arranged(list(current), list(file), follow_file=follow_file)) == expected
