@@ -110,8 +110,9 @@ def _enum(kind: type[enum.Enum], name: str) -> Enum:
 
 class Imported:
     """A record the import file can name: `imported` holds what the file gave it last time,
-    in the file's terms (company key, contact email, status name, revenues by month), so a
-    re-import tells a change made in the CRM since from one made in the file.
+    in the file's terms (company key, contact email, status name, revenues by month; a
+    tenant's review and sender policy and its statuses' names in order), so a re-import
+    tells a change made in the CRM since from one made in the file.
 
     None: the import never wrote the record (the library made it). `{}`: imported before
     crm_mailer kept these values; every field then counts as last imported as it is now.
@@ -120,7 +121,7 @@ class Imported:
     imported: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
-class Tenant(Base):
+class Tenant(Imported, Base):
     """A company using the CRM."""
 
     __tablename__ = "tenants"
@@ -155,7 +156,7 @@ class SenderDomain(Base):
     domain: Mapped[str] = mapped_column(String(253))
 
 
-class LeadStatus(Base):
+class LeadStatus(Imported, Base):
     """A step of the tenant's sales process ("Standardwerte"), ordered by position."""
 
     __tablename__ = "lead_statuses"

@@ -91,6 +91,7 @@ async def test_0005_marks_existing_records_as_imported_as_they_are(engine: Async
             await connection.execute(text(statement))
     await migrate.upgrade(engine)
     async with engine.connect() as connection:
-        for table in ("companies", "contacts", "projects", "leads"):
+        for table in ("tenants", "lead_statuses", "companies", "contacts", "projects",
+                      "leads"):
             [value] = (await connection.execute(text(f"SELECT imported FROM {table}"))).scalars()
             assert value in ({}, "{}"), table  # PostgreSQL's json reads back as a dict

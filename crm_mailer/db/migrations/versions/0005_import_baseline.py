@@ -1,10 +1,13 @@
-"""import baseline: what the import file gave each company, contact, project and lead
+"""import baseline: what the import file gave each tenant, lead status, company, contact,
+project and lead
 
 Revision ID: 0005
 Revises: 0004
 
 A re-import keeps a value changed in the CRM since the last import and reports the
-conflict; to tell, it needs the values the file gave last time. Rows that exist already
+conflict; to tell, it needs the values the file gave last time (a tenant's: its review and
+sender policy and the order of its statuses; a status's: its name and kind, so one renamed
+in the CRM is still found by the name the file knows). Rows that exist already
 were imported (or made) before this was kept: they get `{}`, which the importer reads as
 "last imported as they are now", so the first import after the upgrade applies the file
 as before (within the library's rules). Rows made later through the library stay NULL.
@@ -20,7 +23,7 @@ down_revision = "0004"
 branch_labels = None
 depends_on = None
 
-TABLES = ("companies", "contacts", "projects", "leads")
+TABLES = ("tenants", "lead_statuses", "companies", "contacts", "projects", "leads")
 
 # The views as 0004 made them; SQLite rebuilds a table to drop a column, so they go first.
 HISTORY_VIEW = """
