@@ -249,8 +249,8 @@ async def test_pipeline_shows_statuses_without_leads_as_zero_and_filters(
 
 async def test_convert_creates_a_project_and_marks_the_lead_won(leads: LeadLibrary) -> None:
     project = await leads.convert_to_project(11111)
-    assert (project.number, project.name, project.company, project.contact, project.lead) == (
-        20002, "Website-Relaunch", "acme", "bob@acme.com", 11111)
+    assert project.as_json() == {"number": 20002, "name": "Website-Relaunch", "company": "acme",
+                                 "contact": "bob@acme.com", "lead": 11111}  # convert --format json
     lead = await leads.get(11111)
     assert (lead.project, lead.status, lead.status_kind) == (20002, "Gewonnen", StatusKind.WON)
     with pytest.raises(Conflict, match="lead 11111 was already converted to project 20002"):
