@@ -32,17 +32,19 @@ from crm_mailer.db.models import (
     LeadStatus,
     PlannedRevenue,
     Project,
+    ReviewPolicy,
     SalesAction,
     SenderDomain,
     StatusKind,
     Tenant,
     TenantHost,
 )
-from crm_mailer.directory.merge import NEVER, RecordMerge
+from crm_mailer.directory.merge import NEVER, RecordMerge, Ref, arranged, common_order
 from crm_mailer.directory.report import Action, ImportReport, ReportLine, shown
 from crm_mailer.directory.spec import LeadSpec, ProjectSpec, TenantSpec
 from crm_mailer.errors import DirectoryImportError
 from crm_mailer.leads.rules import broken_records, converted_lead_status, converted_leads_in
+from crm_mailer.mail.proof import SenderPolicy
 
 __all__ = ["ImportReport", "import_directory", "import_tenant"]
 
@@ -68,16 +70,6 @@ async def import_tenant(session: AsyncSession, spec: TenantSpec, report: ImportR
                         overwrite: bool = False) -> Tenant:
     """Create or update one tenant and its directory; the caller owns the transaction."""
     return await _TenantImport(session, spec, report, overwrite).run()
-
-
-def _assign(row: Base, values: dict[str, Any]) -> list[str]:
-    """Set the attributes that differ; the names of those that did."""
-    changed = []
-    for name, value in values.items():
-        if getattr(row, name) != value:
-            setattr(row, name, value)
-            changed.append(name)
-    return changed
 
 
 async def _existing(session: AsyncSession, model: type[M], tenant_id: int, key: str, *,
@@ -111,10 +103,27 @@ def _month(month: dt.date) -> str:
     return month.strftime("%Y-%m")
 
 
+def _find_statuses(names: Sequence[str], rows: Sequence[LeadStatus]) -> dict[str, LeadStatus]:
+    """The status each of the file's names refers to: the one the file gave that name last
+    time (renamed in the CRM since or not), else one of that name no other name claims."""
+    by_imported = {row.imported["name"]: row for row in rows
+                   if row.imported and "name" in row.imported}
+    found = {name: by_imported[name] for name in names if name in by_imported}
+    claimed = set(found.values())
+    by_name = {row.name: row for row in rows}
+    for name in names:
+        if name not in found and (row := by_name.get(name)) is not None \
+                and row not in claimed:
+            found[name] = row
+            claimed.add(row)
+    return found
+
+
 class _TenantImport:
-    """One tenant of the file, applied record kind by record kind: statuses, sales actions,
-    companies, contacts, projects, leads (contacts before the leads and projects that
-    refer to them: the order the lead library takes its locks in)."""
+    """One tenant of the file, applied record kind by record kind: the tenant, statuses,
+    sales actions, companies, contacts, projects, leads. The rows the CRM may change are
+    locked before they are read, in the order the lead library locks them (contacts,
+    statuses, projects and leads), so a change made meanwhile waits or is seen."""
 
     def __init__(self, session: AsyncSession, spec: TenantSpec, report: ImportReport,
                  overwrite: bool) -> None:
@@ -122,7 +131,9 @@ class _TenantImport:
         self.where = f"tenant '{spec.slug}'"
         self.unchanged: Counter[str] = Counter()
         self.left_alone: Counter[str] = Counter()
-        self.statuses: dict[str, LeadStatus] = {}
+        self.statuses: dict[str, LeadStatus] = {}  # by every name a lead may give it
+        self.status_rows: list[LeadStatus] = []
+        self.unavailable: dict[str, str] = {}  # statuses the file names but could not create
         self.actions: dict[str, SalesAction] = {}
         self.companies: dict[str, Company] = {}
         self.company_keys: dict[int, str] = {}
@@ -145,9 +156,10 @@ class _TenantImport:
             self.unchanged[kind] += 1
 
     async def run(self) -> Tenant:
-        tenant = await self._tenant()
+        tenant, merge, terms = await self._tenant()
         broken_before = await broken_records(self.session, tenant.id)
-        await self._statuses(tenant.id)
+        self.contacts = await _existing(self.session, Contact, tenant.id, "email", lock=True)
+        await self._statuses(tenant, merge, terms)
         await self._sales_actions(tenant.id)
         await self._companies(tenant.id)
         await self._contacts(tenant.id)
@@ -167,29 +179,44 @@ class _TenantImport:
                          + (" not in the file" if action is Action.LEFT_ALONE else ""))
         return tenant
 
-    # --- the tenant and its lists ----------------------------------------------------------
+    # --- the tenant, its lists and its statuses --------------------------------------------
 
-    async def _tenant(self) -> Tenant:
+    async def _tenant(self) -> tuple[Tenant, RecordMerge, dict[str, Any]]:
+        """The tenant's own fields, decided; reported with the order of its statuses, which
+        is one of them (see _statuses). Its name, hosts and sender domains are the file's
+        alone (nothing in the CRM changes them); review and sender policy follow the rule."""
         spec = self.spec
         # The tenant's row locked first: the library allocates lead and project numbers under
         # this lock, so a lead it creates meanwhile never takes a number the file creates.
         tenant = (await self.session.execute(
             select(Tenant).where(Tenant.slug == spec.slug).with_for_update()
             .execution_options(populate_existing=True))).scalar_one_or_none()
-        settings: dict[str, Any] = {"name": spec.name}
-        if spec.review is not None:
-            settings["review"] = spec.review
-        if spec.sender_policy is not None:
-            settings["sender_policy"] = spec.sender_policy
+        policies: dict[str, ReviewPolicy | SenderPolicy | None] = {
+            "review": spec.review, "sender_policy": spec.sender_policy}  # None: left as is
         created = tenant is None
         if tenant is None:
-            tenant = Tenant(slug=spec.slug, **settings)
+            tenant = Tenant(slug=spec.slug, name=spec.name,
+                            **{name: value for name, value in policies.items() if value})
             self.session.add(tenant)
             await self.session.flush()
             self.add(Action.CREATED, count="tenant created")
-            changed = []
+            merge = RecordMerge(spec.slug, "", {}, overwrite=self.overwrite)
+            # What the file left out, it left at the default: the import set that too.
+            terms: dict[str, Any] = {
+                "review": tenant.review.value, "sender_policy": tenant.sender_policy.value,
+                "lead_statuses": []}
         else:
-            changed = _assign(tenant, settings)
+            merge = RecordMerge(spec.slug, "", tenant.imported, overwrite=self.overwrite)
+            terms = dict(tenant.imported or {})
+            tenant.name = merge.follow("name", spec.name, tenant.name)
+            if spec.review is not None:
+                tenant.review = ReviewPolicy(merge.field("review", spec.review.value,
+                                                         tenant.review.value))
+                terms["review"] = spec.review.value
+            if spec.sender_policy is not None:
+                tenant.sender_policy = SenderPolicy(merge.field(
+                    "sender_policy", spec.sender_policy.value, tenant.sender_policy.value))
+                terms["sender_policy"] = spec.sender_policy.value
 
         taken = {host: owner for host, owner in await self.session.execute(
             select(TenantHost.host, Tenant.slug).join(Tenant)
@@ -197,51 +224,147 @@ class _TenantImport:
         if taken:
             host, owner = next(iter(taken.items()))
             raise self.fail(f"host '{host}'", f"already registered to tenant '{owner}'")
-        if await _replace_values(self.session, TenantHost, "host", spec.hosts,
-                                 tenant_id=tenant.id):
-            changed.append("hosts")
-        if await _replace_values(self.session, SenderDomain, "domain", spec.sender_domains,
-                                 tenant_id=tenant.id):
-            changed.append("sender_domains")
-        if changed and not created:
-            self.add(Action.CHANGED, count="tenant updated", detail=", ".join(changed))
-        return tenant
+        for model, column, values, name in (
+                (TenantHost, "host", spec.hosts, "hosts"),
+                (SenderDomain, "domain", spec.sender_domains, "sender_domains")):
+            if await _replace_values(self.session, model, column, values,
+                                     tenant_id=tenant.id) and not created:
+                merge.replaced.append(name)
+        return tenant, merge, terms
 
-    async def _statuses(self, tenant_id: int) -> None:
-        """Statuses in the file's order; statuses the file omits keep their order after.
-        A won status that converted leads hold stays won."""
-        self.statuses = await _existing(self.session, LeadStatus, tenant_id, "name")
-        for position, status in enumerate(self.spec.lead_statuses):
-            record = f"lead status '{status.name}'"
-            if (row := self.statuses.get(status.name)) is None:
-                self.statuses[status.name] = LeadStatus(
-                    tenant_id=tenant_id, name=status.name, kind=status.kind, position=position)
-                self.session.add(self.statuses[status.name])
-                self.add(Action.CREATED, record, "lead status created")
-                continue
-            kind = status.kind
-            if row.kind is StatusKind.WON and kind is not StatusKind.WON and (
-                    converted := await converted_leads_in(self.session, row.id)):
-                lead, project = converted[0]
-                self.add(Action.CONFLICT, record, "conflict", field="kind",
-                         detail=f"imported {shown(kind.value)}, current 'won'; kept: lead "
-                                f"{lead} was {converted_lead_status(project, row.name, kind)}")
-                kind = row.kind
-            self._status_changed(record, _assign(row, {"kind": kind, "position": position}))
-        named = {s.name for s in self.spec.lead_statuses}
-        unnamed = sorted((r for r in self.statuses.values() if r.name not in named),
-                         key=lambda r: r.position)
-        for offset, row in enumerate(unnamed):
-            position = len(self.spec.lead_statuses) + offset
-            self._status_changed(f"lead status '{row.name}'",
-                                 _assign(row, {"position": position}), named=False)
+    async def _statuses(self, tenant: Tenant, merge: RecordMerge, terms: dict[str, Any]) -> None:
+        """The statuses the file names, each found by the name the file gave it last time
+        (renamed in the CRM or not), else by its name. Their names and kinds, and the
+        tenant's order of them, follow the rule of merge.py; a won status that converted
+        leads hold stays won. A status deleted in the CRM since the last import is not
+        created again (unless --overwrite), nor one whose name a status renamed in the CRM
+        holds: leads the file gives such a status keep theirs (see _leads)."""
+        spec = self.spec
+        rows = list(await self.session.scalars(
+            select(LeadStatus).where(LeadStatus.tenant_id == tenant.id)
+            .order_by(LeadStatus.position, LeadStatus.id).with_for_update()))
+        found = _find_statuses([s.name for s in spec.lead_statuses], rows)
+        known = {row: name for name, row in found.items()}  # the file's name of each row
+        crm_names = {row: row.name for row in rows}  # before --overwrite renames any back
+        merges = await self._status_fields(rows, found)
+        last_names = (merge.imported or {}).get("lead_statuses", [])
+        created, deleted, blocked = self._missing_statuses(tenant.id, rows, found, known,
+                                                           last_names)
+        self._status_order(merge, rows, found, known, crm_names, last_names)
+
+        # Leads find a status by the file's name, else by the one the file gave it last
+        # time, else by its name now; never by a name the file could not create.
+        self.status_rows = rows + list(created.values())
+        self.statuses = dict(found)
+        for row in rows:
+            if row.imported and "name" in row.imported:
+                self.statuses.setdefault(row.imported["name"], row)
+        for row in rows:
+            self.statuses.setdefault(row.name, row)
+        for name in blocked:
+            self.statuses.pop(name, None)
+
+        for status in spec.lead_statuses:
+            if status.name in found:
+                found[status.name].imported = {"name": status.name, "kind": status.kind.value}
+        if spec.lead_statuses:  # a file that names none leaves the last order as it was
+            terms["lead_statuses"] = [s.name for s in spec.lead_statuses
+                                      if s.name not in blocked]
+        tenant.imported = terms
         await self.session.flush()
 
-    def _status_changed(self, record: str, changed: list[str], *, named: bool = True) -> None:
-        if changed:
-            self.add(Action.CHANGED, record, "lead status updated", detail=", ".join(changed))
-        elif named:
-            self.unchanged["lead status"] += 1
+        merge.report(self.report, "tenant")
+        for status in spec.lead_statuses:
+            record = f"lead status '{status.name}'"
+            if status.name in deleted:
+                self.add(Action.CONFLICT, record, "conflict", detail="deleted in the CRM since "
+                         "the last import; not created again")
+            elif status.name in blocked:
+                self.add(Action.CONFLICT, record, "conflict", detail="not created: the CRM "
+                         f"renamed lead status {shown(blocked[status.name])} to it")
+            elif status.name in created:
+                self.add(Action.CREATED, record, "lead status created")
+                if status.name in last_names:
+                    self.add(Action.OVERWRITTEN, record, "overwritten", detail="created again; "
+                             "it was deleted in the CRM since the last import")
+            else:
+                self.finish(merges[status.name], "lead status")
+
+    async def _status_fields(self, rows: list[LeadStatus],
+                             found: dict[str, LeadStatus]) -> dict[str, RecordMerge]:
+        """Name and kind of each status the file names and the CRM holds, decided."""
+        merges: dict[str, RecordMerge] = {}
+        held = {row.name: row for row in rows}
+        for status in self.spec.lead_statuses:
+            if (row := found.get(status.name)) is None:
+                continue
+            merge = merges[status.name] = RecordMerge(
+                self.spec.slug, f"lead status '{status.name}'", row.imported,
+                overwrite=self.overwrite)
+            # A name changed in the CRM is kept; --overwrite renames the status back, but
+            # only to a name no other status holds.
+            holder = held.get(status.name)
+            row.name = merge.field(
+                "name", status.name, row.name,
+                refusal=(f"the CRM has another lead status named {shown(status.name)}"
+                         if self.overwrite and holder not in (None, row) else None))
+            refusal = None
+            if row.kind is StatusKind.WON and status.kind is not StatusKind.WON and (
+                    converted := await converted_leads_in(self.session, row.id)):
+                lead, project = converted[0]
+                refusal = f"lead {lead} was {converted_lead_status(project, row.name, status.kind)}"
+            row.kind = StatusKind(merge.field("kind", status.kind.value, row.kind.value,
+                                              refusal=refusal))
+        await self.session.flush()  # renamed back: the names are free for new statuses
+        return merges
+
+    def _missing_statuses(self, tenant_id: int, rows: list[LeadStatus],
+                          found: dict[str, LeadStatus], known: dict[LeadStatus, str],
+                          last_names: list[str]
+                          ) -> tuple[dict[str, LeadStatus], set[str], dict[str, str]]:
+        """The statuses the file names and the CRM does not hold: created (and added to
+        `found`), deleted in the CRM since the last import, or blocked by a status renamed in
+        the CRM to their name (name -> the file's name of that status)."""
+        held = {row.name: row for row in rows}
+        created: dict[str, LeadStatus] = {}
+        deleted: set[str] = set()
+        blocked: dict[str, str] = {}
+        for status in self.spec.lead_statuses:
+            if status.name in found:
+                continue
+            if (holder := held.get(status.name)) is not None:
+                blocked[status.name] = known.get(holder, holder.name)
+                self.unavailable[status.name] = (
+                    f"lead status {shown(status.name)} was not created: the CRM renamed lead "
+                    f"status {shown(blocked[status.name])} to it")
+            elif status.name in last_names and not self.overwrite:
+                deleted.add(status.name)
+                self.unavailable[status.name] = (f"lead status {shown(status.name)} was "
+                                                 "deleted in the CRM since the last import")
+            else:
+                found[status.name] = created[status.name] = LeadStatus(
+                    tenant_id=tenant_id, name=status.name, kind=status.kind,
+                    position=len(rows) + len(created))
+                self.session.add(created[status.name])
+        return created, deleted, blocked
+
+    def _status_order(self, merge: RecordMerge, rows: list[LeadStatus],
+                      found: dict[str, LeadStatus], known: dict[LeadStatus, str],
+                      crm_names: dict[LeadStatus, str], last_names: list[str]) -> None:
+        """The tenant's order of statuses, one field of the tenant: compared on the statuses
+        the file names and the CRM holds; the others keep their places (merge.arranged)."""
+        named = [found[s.name] for s in self.spec.lead_statuses if s.name in found]
+        last: Any = NEVER if merge.imported is None else (
+            [found[name] for name in last_names if name in found]
+            if "lead_statuses" in merge.imported else rows)  # from before 0005: as it is
+        file_order, now, last_order = common_order(named, rows, last)
+        in_file = Ref(file_order, ", ".join(known[row] for row in file_order))
+        order = merge.field("lead_statuses order", in_file,
+                            Ref(now, ", ".join(crm_names[row] for row in now)),
+                            last=last_order if last_order is NEVER else Ref(
+                                last_order, ", ".join(known[row] for row in last_order)))
+        for position, row in enumerate(arranged(rows, named, follow_file=order is in_file)):
+            row.position = position
 
     async def _sales_actions(self, tenant_id: int) -> None:
         self.actions = await _existing(self.session, SalesAction, tenant_id, "name")
@@ -324,8 +447,7 @@ class _TenantImport:
             self.companies[company].id if company is not None else None)
 
     async def _contacts(self, tenant_id: int) -> None:
-        contacts = self.contacts = await _existing(self.session, Contact, tenant_id, "email",
-                                                   lock=True)
+        contacts = self.contacts  # locked in run()
         self.left_alone["contact"] = len(set(contacts) - {c.email for c in self.spec.contacts})
         for contact in self.spec.contacts:
             record = f"contact '{contact.email}'"
@@ -408,13 +530,14 @@ class _TenantImport:
             select(Lead).where(Lead.tenant_id == tenant_id).with_for_update()
             .options(selectinload(Lead.planned_revenues)))}
         self.left_alone["lead"] = len(set(leads) - {lead.number for lead in self.spec.leads})
-        by_id = {row.id: row for row in self.statuses.values()}
+        by_id = {row.id: row for row in self.status_rows}
         action_names = {row.id: name for name, row in self.actions.items()}
-        default_status = min((s for s in self.statuses.values() if s.kind is StatusKind.OPEN),
+        default_status = min((s for s in self.status_rows if s.kind is StatusKind.OPEN),
                              key=lambda s: s.position, default=None)
         for lead in self.spec.leads:
             record = f"lead {lead.number}"
-            if lead.status is not None and lead.status not in self.statuses:
+            if lead.status is not None and lead.status not in self.statuses \
+                    and lead.status not in self.unavailable:
                 raise self.fail(record, f"status '{lead.status}' does not exist")
             if lead.sales_action is not None and lead.sales_action not in self.actions:
                 raise self.fail(record, f"sales action '{lead.sales_action}' does not exist")
@@ -426,10 +549,13 @@ class _TenantImport:
                 "status": lead.status, "sales_action": lead.sales_action,
                 "planned_revenues": months}
             if (row := leads.get(lead.number)) is None:
-                status = self.statuses[lead.status] if lead.status else default_status
+                status = self.statuses.get(lead.status) if lead.status else default_status
+                unavailable = self.unavailable.get(lead.status or "")
+                if unavailable:  # a new lead gets what it would without a status
+                    status = default_status
                 if status is None:
-                    raise self.fail(record, "no status given and the tenant has no open lead "
-                                    "status")
+                    raise self.fail(record, f"{unavailable or 'no status given'} and the tenant "
+                                    "has no open lead status")
                 terms["status"] = status.name
                 self.session.add(Lead(
                     tenant_id=tenant_id, number=lead.number, name=lead.name,
@@ -440,22 +566,34 @@ class _TenantImport:
                     planned_revenues=[PlannedRevenue(month=r.month, amount=r.amount)
                                       for r in lead.planned_revenues]))
                 self.add(Action.CREATED, record, "lead created")
+                if unavailable:
+                    given = RecordMerge(self.spec.slug, record, None, overwrite=self.overwrite)
+                    given.field("status", lead.status, status.name,
+                                refusal=f"{unavailable}; it got the first open status")
+                    given.report(self.report, "lead")
                 continue
             merge = self.merge(record, row)
             row.name = merge.field("name", lead.name, row.name)
             self.merge_pair(merge, record, lead, row)
-            status_now = by_id[row.status_id].name
+            status_now = by_id[row.status_id]
             if lead.status is None:  # the file leaves the status to the CRM
                 terms["status"] = (None if row.imported is None
-                                   else row.imported.get("status", status_now))
+                                   else row.imported.get("status", status_now.name))
             else:
-                wanted = self.statuses[lead.status]
-                last = merge.last("status", status_now)
+                # Statuses compared as rows: the file may know one by the name it gave it,
+                # the CRM by the one it renamed it to; the report shows the CRM's.
+                wanted = self.statuses.get(lead.status)
+                current = Ref(status_now.id, status_now.name)
+                last = merge.last("status", current)
+                if isinstance(last, str):
+                    last = Ref(self.statuses[last].id if last in self.statuses else None, last)
                 project = self.projects.get(row.project_id) if row.project_id else None
                 status = merge.field(
-                    "status", wanted.name, status_now, last=NEVER if last is None else last,
-                    refusal=converted_lead_status(project, wanted.name, wanted.kind))
-                row.status_id = self.statuses[status].id
+                    "status", Ref(wanted.id if wanted else None, lead.status), current,
+                    last=NEVER if last is None else last,
+                    refusal=(self.unavailable[lead.status] if wanted is None
+                             else converted_lead_status(project, lead.status, wanted.kind)))
+                row.status_id = status.key
             action = merge.field("sales_action", lead.sales_action,
                                  action_names.get(row.sales_action_id or 0))
             row.sales_action_id = self.actions[action].id if action is not None else None

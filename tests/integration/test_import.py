@@ -4,6 +4,7 @@ changed since (and says so), on both backends."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -11,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
@@ -22,7 +23,9 @@ from crm_mailer.db.models import (
     Contact,
     Lead,
     LeadStatus,
+    ReviewPolicy,
     StatusKind,
+    Tenant,
     TenantHost,
 )
 from crm_mailer.directory.importer import ImportReport, import_directory
@@ -30,6 +33,7 @@ from crm_mailer.directory.report import Action
 from crm_mailer.directory.spec import parse_directory
 from crm_mailer.errors import Conflict, DirectoryImportError
 from crm_mailer.leads import LeadLibrary, pipeline_sums, tenant_scope
+from crm_mailer.leads.statuses import StatusLibrary
 from tests import factories
 from tests.conftest import load_directory
 
@@ -531,3 +535,268 @@ async def test_the_report_lists_records_in_the_files_order_with_tallies(
         "unchanged   tenant 'xyz': 3 lead statuses, 1 sales action, 1 contact, 1 project, 1 lead",
         "left alone  tenant 'xyz': 1 lead not in the file"]
     assert report.summary() == "1 company updated, 1 contact created, 1 tenant updated"
+
+
+# --- statuses and tenant settings changed in the CRM (issue 8, item 8, continued) ----------
+
+async def through_statuses(sessions: async_sessionmaker[AsyncSession],
+                           call: Callable[[StatusLibrary], Awaitable[Any]]) -> Any:
+    async with writing(sessions) as session:
+        return await call(StatusLibrary(session, await tenant_scope(session, "xyz")))
+
+
+async def statuses(sessions: async_sessionmaker[AsyncSession]) -> list[tuple[str, str, int]]:
+    """(name, kind, leads) of each status, in pipeline order."""
+    views = await through_statuses(sessions, lambda library: library.list_statuses())
+    return [(view.name, view.kind.value, view.leads) for view in views]
+
+
+async def status_of(sessions: async_sessionmaker[AsyncSession], number: int) -> str:
+    return str((await through_library(sessions, lambda leads: leads.get(number))).status)
+
+
+def said(report: ImportReport) -> list[str]:
+    """The report without its tallies."""
+    return [str(line) for line in report.lines
+            if line.action not in (Action.UNCHANGED, Action.LEFT_ALONE)]
+
+
+KEPT = "kept: changed in the CRM since the last import"
+
+
+async def test_a_status_renamed_in_the_crm_is_still_the_one_the_file_names(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    """The file's old name refers to the renamed status: it is not created again, and a
+    lead the file gives that name is in it, without a conflict."""
+    await load(sessions, factories.directory())
+    await through_statuses(sessions, lambda library: library.rename("Erstkontakt", "Neu"))
+    document = factories.directory()
+    document["tenants"][0]["leads"].append({"number": 11112, "name": "Wartung",
+                                            "company": "acme", "status": "Erstkontakt"})
+    report = await load(sessions, document)
+    assert said(report) == [
+        "conflict    tenant 'xyz', lead status 'Erstkontakt', name: imported 'Erstkontakt', "
+        f"current 'Neu'; {KEPT}",
+        "created     tenant 'xyz', lead 11112"]
+    assert await statuses(sessions) == [("Neu", "open", 2), ("Gewonnen", "won", 0),
+                                        ("Verloren", "lost", 0)]
+    assert (await load(sessions, document)).counts == Counter({"conflict": 1})
+    # The file takes the CRM's name: quiet from then on.
+    renamed = factories.dumps(document).replace('"Erstkontakt"', '"Neu"')
+    assert not await load(sessions, json.loads(renamed))
+    assert await statuses(sessions) == [("Neu", "open", 2), ("Gewonnen", "won", 0),
+                                        ("Verloren", "lost", 0)]
+
+
+async def test_overwrite_renames_a_status_back_unless_another_holds_the_name(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    await load(sessions, factories.directory())
+
+    async def rename(library: StatusLibrary) -> None:
+        await library.rename("Verloren", "Abgesagt")
+        await library.rename("Gewonnen", "Auftrag")
+        await library.add("Gewonnen", "won")  # a new status takes the old name
+    await through_statuses(sessions, rename)
+    report = await load(sessions, factories.directory(), overwrite=True)
+    assert said(report) == [
+        "conflict    tenant 'xyz', lead status 'Gewonnen', name: imported 'Gewonnen', current "
+        "'Auftrag'; kept: the CRM has another lead status named 'Gewonnen'",
+        "changed     tenant 'xyz', lead status 'Verloren': name",
+        "overwritten tenant 'xyz', lead status 'Verloren', name: imported 'Verloren', was "
+        "'Abgesagt'"]
+    assert [name for name, _, _ in await statuses(sessions)] == [
+        "Erstkontakt", "Auftrag", "Verloren", "Gewonnen"]
+
+
+async def test_a_status_name_held_by_one_renamed_in_the_crm_is_not_created(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    """The CRM renamed 'Verloren' to 'Abgesagt' while the file added an 'Abgesagt': the file
+    still means both; the name is taken, so its leads keep their status until --overwrite."""
+    await load(sessions, factories.directory())
+    await through_statuses(sessions, lambda library: library.rename("Verloren", "Abgesagt"))
+    document = factories.directory()
+    tenant = document["tenants"][0]
+    tenant["lead_statuses"].append({"name": "Abgesagt", "kind": "lost"})
+    tenant["leads"][0]["status"] = "Abgesagt"
+    not_created = "not created: the CRM renamed lead status 'Verloren' to it"
+    for _ in range(2):
+        assert said(await load(sessions, document)) == [
+            "conflict    tenant 'xyz', lead status 'Verloren', name: imported 'Verloren', "
+            f"current 'Abgesagt'; {KEPT}",
+            f"conflict    tenant 'xyz', lead status 'Abgesagt': {not_created}",
+            "conflict    tenant 'xyz', lead 11111, status: imported 'Abgesagt', current "
+            f"'Erstkontakt'; kept: lead status 'Abgesagt' was {not_created}"]
+    assert await status_of(sessions, 11111) == "Erstkontakt"
+    forced = await load(sessions, document, overwrite=True)
+    assert lines(forced, Action.CONFLICT) == []
+    assert lines(forced, Action.CREATED) == ["created     tenant 'xyz', lead status 'Abgesagt'"]
+    assert await statuses(sessions) == [("Erstkontakt", "open", 0), ("Gewonnen", "won", 0),
+                                        ("Verloren", "lost", 0), ("Abgesagt", "lost", 1)]
+    assert not await load(sessions, document)
+
+
+async def test_a_kind_set_in_the_crm_is_kept_and_the_files_other_kinds_applied(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    await load(sessions, factories.directory())
+
+    async def change(library: StatusLibrary) -> None:
+        await library.set_kind("Verloren", "open")
+        await library.add("Angebot", "open")  # made in the CRM, never imported
+    await through_statuses(sessions, change)
+    document = factories.directory()
+    tenant = document["tenants"][0]
+    tenant["lead_statuses"][1]["kind"] = "lost"  # changed in the file only
+    tenant["lead_statuses"].append({"name": "Angebot", "kind": "won"})
+    report = await load(sessions, document)
+    assert said(report) == [
+        "changed     tenant 'xyz', lead status 'Gewonnen': kind",
+        f"conflict    tenant 'xyz', lead status 'Verloren', kind: imported 'lost', current "
+        f"'open'; {KEPT}",
+        "conflict    tenant 'xyz', lead status 'Angebot', kind: imported 'won', current "
+        "'open'; kept: set in the CRM, never imported"]
+    assert await statuses(sessions) == [("Erstkontakt", "open", 1), ("Gewonnen", "lost", 0),
+                                        ("Verloren", "open", 0), ("Angebot", "open", 0)]
+    forced = await load(sessions, document, overwrite=True)
+    assert lines(forced, Action.OVERWRITTEN) == [
+        "overwritten tenant 'xyz', lead status 'Verloren', kind: imported 'lost', was 'open'",
+        "overwritten tenant 'xyz', lead status 'Angebot', kind: imported 'won', was 'open'"]
+    assert [kind for _, kind, _ in await statuses(sessions)] == ["open", "lost", "lost", "won"]
+    assert not await load(sessions, document)
+
+
+async def test_a_reorder_in_the_crm_is_kept_and_reported_once(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    await load(sessions, factories.directory())
+    await through_statuses(sessions, lambda library: library.reorder(
+        ["Gewonnen", "Erstkontakt", "Verloren"]))
+    report = await load(sessions, factories.directory())
+    assert said(report) == [
+        "conflict    tenant 'xyz', lead_statuses order: imported 'Erstkontakt, Gewonnen, "
+        f"Verloren', current 'Gewonnen, Erstkontakt, Verloren'; {KEPT}"]
+    assert report.counts == Counter({"conflict": 1})
+    # A status new in the file comes after all the file puts before it, in the CRM's order.
+    document = factories.directory()
+    document["tenants"][0]["lead_statuses"].insert(1, {"name": "Angebot", "kind": "open"})
+    assert said(await load(sessions, document)) == [
+        *said(report), "created     tenant 'xyz', lead status 'Angebot'"]
+    assert [name for name, _, _ in await statuses(sessions)] == [
+        "Gewonnen", "Erstkontakt", "Angebot", "Verloren"]
+    forced = await load(sessions, document, overwrite=True)
+    assert said(forced) == [
+        "changed     tenant 'xyz': lead_statuses order",
+        "overwritten tenant 'xyz', lead_statuses order: imported 'Erstkontakt, Angebot, "
+        "Gewonnen, Verloren', was 'Gewonnen, Erstkontakt, Angebot, Verloren'"]
+    assert [name for name, _, _ in await statuses(sessions)] == [
+        "Erstkontakt", "Angebot", "Gewonnen", "Verloren"]
+    # Reordered in the file only: applied.
+    document["tenants"][0]["lead_statuses"].reverse()
+    assert said(await load(sessions, document)) == [
+        "changed     tenant 'xyz': lead_statuses order"]
+    assert [name for name, _, _ in await statuses(sessions)] == [
+        "Verloren", "Gewonnen", "Angebot", "Erstkontakt"]
+
+
+async def test_a_status_added_in_the_crm_keeps_its_place(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    """Statuses the file does not name stay where they are; the file orders its own
+    statuses in the places they hold."""
+    await load(sessions, factories.directory())
+    await through_statuses(sessions, lambda library: library.add("Angebot", "open", 2))
+    assert not await load(sessions, factories.directory())
+    assert [name for name, _, _ in await statuses(sessions)] == [
+        "Erstkontakt", "Angebot", "Gewonnen", "Verloren"]
+    document = factories.directory()
+    document["tenants"][0]["lead_statuses"].reverse()
+    await load(sessions, document)
+    assert [name for name, _, _ in await statuses(sessions)] == [
+        "Verloren", "Angebot", "Gewonnen", "Erstkontakt"]
+
+
+async def test_a_status_deleted_in_the_crm_is_not_created_again(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    """Its leads were moved to a replacement in the CRM: they stay there, each with a
+    conflict; a new lead the file gives that status gets the first open one."""
+    document = factories.directory()
+    tenant = document["tenants"][0]
+    tenant["leads"][0]["status"] = "Verloren"
+    await load(sessions, document)
+    await through_statuses(sessions, lambda library: library.delete("Verloren", "Erstkontakt"))
+    tenant["leads"].append({"number": 11112, "name": "Wartung", "company": "acme",
+                            "status": "Verloren"})
+    deleted = "lead status 'Verloren' was deleted in the CRM since the last import"
+    for _ in range(2):  # the second import does not take it for new
+        assert said(await load(sessions, document)) == [
+            "conflict    tenant 'xyz', lead status 'Verloren': deleted in the CRM since the "
+            "last import; not created again",
+            "conflict    tenant 'xyz', lead 11111, status: imported 'Verloren', current "
+            f"'Erstkontakt'; kept: {deleted}",
+            "created     tenant 'xyz', lead 11112",
+            "conflict    tenant 'xyz', lead 11112, status: imported 'Verloren', current "
+            f"'Erstkontakt'; kept: {deleted}; it got the first open status"]
+        assert await statuses(sessions) == [("Erstkontakt", "open", 2), ("Gewonnen", "won", 0)]
+        async with writing(sessions) as session:
+            await session.execute(delete(Lead).where(Lead.number == 11112))
+    tenant["leads"].pop()
+    forced = await load(sessions, document, overwrite=True)
+    assert said(forced) == [
+        "created     tenant 'xyz', lead status 'Verloren'",
+        "overwritten tenant 'xyz', lead status 'Verloren': created again; it was deleted in the "
+        "CRM since the last import",
+        "changed     tenant 'xyz', lead 11111: status",
+        "overwritten tenant 'xyz', lead 11111, status: imported 'Verloren', was 'Erstkontakt'"]
+    assert await statuses(sessions) == [("Erstkontakt", "open", 0), ("Gewonnen", "won", 0),
+                                        ("Verloren", "lost", 1)]
+    assert not await load(sessions, document)
+
+
+async def test_tenant_settings_set_in_the_crm_are_kept(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    """`tenants set-review` and `set-sender-policy`; the name is the file's alone."""
+    await load(sessions, factories.directory())
+
+    async def set_tenant(**values: Any) -> None:
+        async with writing(sessions) as session:
+            await session.execute(update(Tenant).values(**values))
+
+    async def settings() -> tuple[str, str, str]:
+        async with sessions() as session:
+            tenant = await session.scalar(select(Tenant))
+            assert tenant is not None
+            return tenant.name, tenant.review.value, tenant.sender_policy.value
+    # What the file left out was the default: setting it in the file later is no conflict.
+    document = factories.directory(review="all", sender_policy="dkim")
+    assert said(await load(sessions, document)) == [
+        "changed     tenant 'xyz': review, sender_policy"]
+    await set_tenant(review=ReviewPolicy.UNCERTAIN, name="Renamed")
+    document = factories.directory(review="all", sender_policy="header")
+    report = await load(sessions, document)
+    assert said(report) == [
+        "changed     tenant 'xyz': name, sender_policy",
+        f"conflict    tenant 'xyz', review: imported 'all', current 'uncertain'; {KEPT}"]
+    assert await settings() == ("XYZ GmbH", "uncertain", "header")
+    # A file that leaves review out leaves it to the CRM; naming it again, the conflict too.
+    assert not await load(sessions, factories.directory(sender_policy="header"))
+    assert lines(await load(sessions, document), Action.CONFLICT) == said(report)[1:]
+    forced = await load(sessions, document, overwrite=True)
+    assert lines(forced, Action.OVERWRITTEN) == [
+        "overwritten tenant 'xyz', review: imported 'all', was 'uncertain'"]
+    assert await settings() == ("XYZ GmbH", "all", "header")
+    assert not await load(sessions, document)
+
+
+async def test_statuses_and_tenants_from_before_0005_take_the_file_as_before(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    await load(sessions, factories.directory(review="all"))
+
+    async def change(library: StatusLibrary) -> None:
+        await library.set_kind("Verloren", "open")
+        await library.reorder(["Verloren", "Gewonnen", "Erstkontakt"])
+    await through_statuses(sessions, change)
+    async with writing(sessions) as session:
+        await session.execute(update(Tenant).values(imported={}, review=ReviewPolicy.UNCERTAIN))
+        await session.execute(update(LeadStatus).values(imported={}))
+    report = await load(sessions, factories.directory(review="all"))
+    assert said(report) == ["changed     tenant 'xyz': review, lead_statuses order",
+                            "changed     tenant 'xyz', lead status 'Verloren': kind"]
+    assert await statuses(sessions) == [("Erstkontakt", "open", 1), ("Gewonnen", "won", 0),
+                                        ("Verloren", "lost", 0)]
