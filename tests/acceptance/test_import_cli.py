@@ -91,3 +91,46 @@ def test_an_unknown_key_is_one_line_and_stores_nothing(env: dict[str, str],
         "crm-mailer: tenant 'xyz', lead 11111: key 'stauts' is unknown (known: number, name, "
         "company, contact, status, sales_action, planned_revenues)"]
     assert crm_mailer(env, "leads", "list").returncode == 1  # no tenant 'xyz'
+
+
+def test_reimport_after_status_and_review_changes_with_the_cli(env: dict[str, str],
+                                                                tmp_path: Path) -> None:
+    """The README's second example: statuses renamed, reordered and deleted, and the review
+    policy set, with the CLI; then the file forced back with --overwrite."""
+    readme = write(tmp_path / "readme.json", factories.directory())
+    run(env, "import", readme)
+    run(env, "statuses", "rename", "Erstkontakt", "Neu")
+    run(env, "statuses", "reorder", "Gewonnen", "Neu", "Verloren")
+    run(env, "statuses", "delete", "Verloren")
+    kept = "kept: changed in the CRM since the last import"
+    assert run(env, "import", "--dry-run", readme).splitlines() == [
+        "conflict    tenant 'xyz', lead_statuses order: imported 'Erstkontakt, Gewonnen', "
+        f"current 'Gewonnen, Neu'; {kept}",
+        "conflict    tenant 'xyz', lead status 'Erstkontakt', name: imported 'Erstkontakt', "
+        f"current 'Neu'; {kept}",
+        "conflict    tenant 'xyz', lead status 'Verloren': deleted in the CRM since the last "
+        "import; not created again",
+        "unchanged   tenant 'xyz': 1 lead status, 1 sales action, 1 company, 1 contact, "
+        "1 project, 1 lead",
+        "would import 1 tenant(s): 3 conflict (dry run: nothing was stored)"]
+    assert lead(env, 11111)["status"] == "Neu"
+
+    run(env, "tenants", "set-review", "all")
+    reviewed = write(tmp_path / "reviewed.json", factories.directory(review="uncertain"))
+    assert run(env, "import", reviewed).splitlines()[0] == (
+        f"conflict    tenant 'xyz', review: imported 'uncertain', current 'all'; {kept}")
+    forced = run(env, "import", "--overwrite", reviewed).splitlines()
+    assert forced[:3] == [
+        "changed     tenant 'xyz': review, lead_statuses order",
+        "overwritten tenant 'xyz', review: imported 'uncertain', was 'all'",
+        "overwritten tenant 'xyz', lead_statuses order: imported 'Erstkontakt, Gewonnen', was "
+        "'Gewonnen, Neu'"]
+    assert forced[-1] == ("imported 1 tenant(s): 1 lead status created, 1 lead status "
+                          "updated, 4 overwritten, 1 tenant updated")
+    listed = [json.loads(line) for line in run(env, "statuses", "list", "--format",
+                                               "json").splitlines()]
+    assert [(s["name"], s["kind"], s["leads"]) for s in listed] == [
+        ("Erstkontakt", "open", 1), ("Gewonnen", "won", 0), ("Verloren", "lost", 0)]
+    [tenant] = map(json.loads, run(env, "tenants", "list", "--format", "json").splitlines())
+    assert tenant["review"] == "uncertain"
+    assert run(env, "import", reviewed).splitlines()[-1] == "imported 1 tenant(s): nothing changed"
