@@ -187,12 +187,12 @@ class LeadLibrary:
             raise InvalidRequest("a lead needs a name")
         async with self.session.begin_nested():
             await self.lookup.lock_tenant()  # the number; and first, in the one lock order
-            status_row = await (self.lookup.status(status, "share") if status
-                                else self._default_status())
             company_row = await self.lookup.company(company)
             contact_row = await self.lookup.contact(contact, "share") if contact else None
             if contact_row is not None:
                 self._check_contact(contact_row, company_row.id, company, "new lead")
+            status_row = await (self.lookup.status(status, "share") if status
+                                else self._default_status())
             action = await self.lookup.sales_action(sales_action) if sales_action else None
             lead = Lead(tenant_id=self.tenant.id, number=await self._next_number(Lead),
                         name=name.strip(), company_id=company_row.id,
@@ -229,13 +229,13 @@ class LeadLibrary:
     async def _update_leads(self, numbers: Sequence[int], *, contact: str | Unset | None,
                             status: str | Unset, sales_action: str | Unset | None,
                             name: str | Unset = UNSET) -> None:
-        # Locked before they are read (status, contact, leads: the one lock order): a
+        # Locked before they are read (contact, status, leads: the one lock order): a
         # company change committed meanwhile is seen here (the contact check below uses
         # it), or waits until we are done.
-        status_row = (await self.lookup.status(status, "share")
-                      if isinstance(status, str) else None)
         contact_row = (await self.lookup.contact(contact, "share")
                        if isinstance(contact, str) else None)
+        status_row = (await self.lookup.status(status, "share")
+                      if isinstance(status, str) else None)
         action_row = (await self.lookup.sales_action(sales_action)
                       if isinstance(sales_action, str) else None)
         locked = {number: await self.lookup.lead(number, "update")

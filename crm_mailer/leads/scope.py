@@ -33,7 +33,8 @@ M = TypeVar("M", bound=Base)
 # filed on it meanwhile is not held up); a row a change relies on (the contact whose company
 # is checked, the lead a mail is filed on) for share, so no one changes it until we commit.
 # Every writer locks in one order, so two never deadlock: the tenant (numbering, status
-# list), statuses, contacts, projects, leads, then queue items and history entries.
+# list), contacts, statuses, projects, leads, then queue items and history entries. The
+# import (directory/importer.py) takes them in the same order.
 # SQLite serializes writers and renders neither.
 RowLock = Literal["update", "share"] | None
 
