@@ -191,8 +191,9 @@ async def ingest(sessions: async_sessionmaker[AsyncSession], *, raw: bytes,
         sender = normalize_address(envelope_sender or "") or None
         verdicts = await _sender_check(sessions, raw, block, claim, sender, recipients,
                                        config)
-        message = await _off_loop(lambda: parse_message(raw, limits, block),
-                                  config.processing_timeout)
+        message = await _off_loop(
+            lambda: parse_message(raw, limits, block, envelope_sender=envelope_sender or ""),
+            config.processing_timeout)
         match = MatchInput(message, sender, subject_numbers(message.subject), verdicts)
         return await _store(sessions, match, raw, recipients, config, started)
     except (MessageRefused, StorageUnavailable):

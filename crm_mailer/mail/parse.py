@@ -24,6 +24,7 @@ from crm_mailer.errors import MessageMalformed, SenderNotProven
 from crm_mailer.mail.addresses import element_addresses, normalize_address, split_address_list
 from crm_mailer.mail.header_block import HeaderBlock, read_header_block, unfold
 from crm_mailer.mail.html import html_to_text
+from crm_mailer.mail.machine import MachineMail, machine_mail
 from crm_mailer.mail.mime_tree import mime_tree
 from crm_mailer.mail.thread import message_id_key, thread_references
 
@@ -71,6 +72,7 @@ class ParsedMessage:
     from_addresses: tuple[str, ...] = ()  # every From address; from_address only if one
     from_fields: int = 1
     references: tuple[str, ...] = ()  # keys of the messages it replies to, nearest first
+    machine: MachineMail | None = None  # set when a machine wrote it (auto-reply, report, list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,10 +401,12 @@ def _first_text(block: HeaderBlock, name: str) -> str:
 
 
 def parse_message(raw: bytes, limits: Limits = DEFAULT_LIMITS,
-                  block: HeaderBlock | None = None) -> ParsedMessage:
+                  block: HeaderBlock | None = None, *,
+                  envelope_sender: str | None = None) -> ParsedMessage:
     """Parse raw message bytes; raises only MessageRefused, for input past a limit.
 
-    `block` is the header block when the caller has read it already.
+    `block` is the header block when the caller has read it already; `envelope_sender`
+    is MAIL FROM as received ("" for the null sender), None when unknown (a file).
     """
     if block is None:
         block = header_block(raw, limits)
@@ -423,4 +427,6 @@ def parse_message(raw: bytes, limits: Limits = DEFAULT_LIMITS,
         body=body,
         attachments=attachments,
         references=thread_references(block),
+        machine=machine_mail(block, from_addresses=from_addresses,
+                             envelope_sender=envelope_sender),
     )
