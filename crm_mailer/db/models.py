@@ -30,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from crm_mailer.mail.proof import SenderPolicy
+from crm_mailer.matching.facts import Direction
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -77,13 +78,6 @@ class StatusKind(enum.StrEnum):
     OPEN = "open"
     WON = "won"
     LOST = "lost"
-
-
-class Direction(enum.StrEnum):
-    """Whether the tenant's people wrote the mail (outbound) or a customer did (inbound)."""
-
-    OUTBOUND = "outbound"
-    INBOUND = "inbound"
 
 
 class ReviewPolicy(enum.StrEnum):

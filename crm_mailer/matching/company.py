@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
-from crm_mailer.db.models import Direction
 from crm_mailer.mail.addresses import address_domain
-from crm_mailer.matching.contact import counterpart_addresses
-from crm_mailer.matching.facts import CompanyRef, Evidence, MatchInput, TenantFacts
-
-if TYPE_CHECKING:
-    from crm_mailer.matching.pipeline import Findings
+from crm_mailer.matching.facts import (
+    CompanyRef,
+    Direction,
+    Evidence,
+    Findings,
+    MatchInput,
+    TenantFacts,
+    counterpart_addresses,
+)
 
 NAME = "company"
 DESCRIPTION = "company by the counterpart's domain or contact"

@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
-from crm_mailer.db.models import Direction
-from crm_mailer.mail.addresses import address_domain
-from crm_mailer.matching.facts import ContactRef, Evidence, MatchInput, TenantFacts
-
-if TYPE_CHECKING:
-    from crm_mailer.matching.pipeline import Findings
+from crm_mailer.matching.facts import (
+    ContactRef,
+    Evidence,
+    Findings,
+    MatchInput,
+    TenantFacts,
+    counterpart_addresses,
+)
 
 NAME = "contact"
 DESCRIPTION = "contacts by exact, case-insensitive address"
-
-
-def counterpart_addresses(match: MatchInput, facts: TenantFacts, direction: Direction) -> list[str]:
-    """The addresses that can be the customer side, in the order they count."""
-    if direction is Direction.INBOUND:
-        return [match.sender] if match.sender else []
-    message = match.message
-    return [a for a in (*message.to, *message.cc)
-            if not facts.is_own_domain(address_domain(a))]
 
 
 def check(match: MatchInput, facts: TenantFacts, findings: Findings) -> Findings:

@@ -8,19 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
 from crm_mailer.matching.facts import (
     CompanyRef,
     ContactRef,
     Evidence,
+    Findings,
     MatchInput,
     RecordRef,
     TenantFacts,
 )
-
-if TYPE_CHECKING:
-    from crm_mailer.matching.pipeline import Findings
 
 NAME = "decide"
 DESCRIPTION = "file when certain, else queue with reasons and candidates"

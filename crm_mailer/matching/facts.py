@@ -7,8 +7,16 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from crm_mailer.mail.addresses import address_domain
 from crm_mailer.mail.parse import ParsedMessage
 from crm_mailer.mail.proof import SenderPolicy, Verdict
+
+
+class Direction(StrEnum):
+    """Whether the tenant's people wrote the mail (outbound) or a customer did (inbound)."""
+
+    OUTBOUND = "outbound"
+    INBOUND = "inbound"
 
 
 class RecordKind(StrEnum):
@@ -94,3 +102,23 @@ class Evidence:
 
     def as_dict(self) -> dict[str, Any]:
         return {"step": self.step, "found": self.found, **self.detail}
+
+
+@dataclass(frozen=True, slots=True)
+class Findings:
+    """What the steps found so far; each step returns a new one with its evidence added."""
+
+    direction: Direction | None = None
+    contacts: tuple[ContactRef, ...] = ()
+    company: CompanyRef | None = None
+    records: tuple[RecordRef, ...] = ()
+    evidence: tuple[Evidence, ...] = ()
+
+
+def counterpart_addresses(match: MatchInput, facts: TenantFacts, direction: Direction) -> list[str]:
+    """The addresses that can be the customer side, in the order they count."""
+    if direction is Direction.INBOUND:
+        return [match.sender] if match.sender else []
+    message = match.message
+    return [a for a in (*message.to, *message.cc)
+            if not facts.is_own_domain(address_domain(a))]

@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
-from crm_mailer.matching.facts import Evidence, MatchInput, RecordRef, TenantFacts
-
-if TYPE_CHECKING:
-    from crm_mailer.matching.pipeline import Findings
+from crm_mailer.matching.facts import Evidence, Findings, MatchInput, RecordRef, TenantFacts
 
 NAME = "number"
 DESCRIPTION = "lead or project by an all-digit token in the subject"

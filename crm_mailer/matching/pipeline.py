@@ -5,28 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from crm_mailer.db.models import Direction
 from crm_mailer.matching import company, contact, decide, number, sender
-from crm_mailer.matching.facts import (
-    CompanyRef,
-    ContactRef,
-    Evidence,
-    MatchInput,
-    RecordRef,
-    TenantFacts,
-)
+from crm_mailer.matching.facts import Evidence, Findings, MatchInput, TenantFacts
 
-
-@dataclass(frozen=True, slots=True)
-class Findings:
-    """What the steps found so far; each step returns a new one with its evidence added."""
-
-    direction: Direction | None = None
-    contacts: tuple[ContactRef, ...] = ()
-    company: CompanyRef | None = None
-    records: tuple[RecordRef, ...] = ()
-    evidence: tuple[Evidence, ...] = ()
-
+__all__ = ["STEPS", "Findings", "MatchResult", "Refused", "Step", "run"]
 
 Step = Callable[[MatchInput, TenantFacts, Findings], Findings]
 

@@ -7,14 +7,9 @@ policy requires (the verdict comes with the match input; see crm_mailer.mail.pro
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
-from crm_mailer.db.models import Direction
 from crm_mailer.mail.addresses import address_domain
-from crm_mailer.matching.facts import Evidence, MatchInput, TenantFacts
-
-if TYPE_CHECKING:
-    from crm_mailer.matching.pipeline import Findings
+from crm_mailer.matching.facts import Direction, Evidence, Findings, MatchInput, TenantFacts
 
 NAME = "sender"
 DESCRIPTION = "the From domain is the tenant's own, or belongs to one of its companies or contacts"

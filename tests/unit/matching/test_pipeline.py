@@ -7,7 +7,6 @@ from collections.abc import Iterable, Mapping
 
 import pytest
 
-from crm_mailer.db.models import Direction
 from crm_mailer.mail.parse import ParsedMessage
 from crm_mailer.mail.proof import SenderPolicy, Verdict
 from crm_mailer.matching import pipeline
@@ -15,6 +14,7 @@ from crm_mailer.matching.decide import Filed, Queued, Reason
 from crm_mailer.matching.facts import (
     CompanyRef,
     ContactRef,
+    Direction,
     MatchInput,
     RecordKind,
     RecordRef,
