@@ -27,15 +27,15 @@ from crm_mailer.mail.header_block import HeaderBlock, unfold
 _SHOWN = 200  # characters of a header value kept as evidence
 _KEYWORD_BYTES = 256  # of a value, enough for any keyword and its comments
 _COMMENT = re.compile(r"\([^()]*\)")
-# A value that says "no" is a request or a denial, not a sign (`X-Autorespond: dont` is
-# written on ordinary mail to ask responders to keep quiet).
+# A value that says "no" is a denial or a request, not a sign (`X-Autorespond: dont` was
+# seen on an ordinary Gmail message, asking responders to keep quiet).
 _NEGATIVE = frozenset({"no", "false", "0", "off", "dont", "don't"})
 _DAEMON_LOCAL_PARTS = frozenset({"mailer-daemon", "postmaster"})
 _LIST_PRECEDENCE = frozenset({"bulk", "junk", "list"})
 
 
 class MachineReason(StrEnum):
-    """Why a message is machine mail (stored as the reason of outcome `ignored`)."""
+    """Why a message is machine mail: what wrote it, in one word."""
 
     AUTO_REPLY = "auto_reply"
     DELIVERY_REPORT = "delivery_report"
