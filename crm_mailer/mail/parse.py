@@ -22,10 +22,11 @@ from email.message import EmailMessage, Message
 
 from crm_mailer.errors import MessageMalformed, SenderNotProven
 from crm_mailer.mail.addresses import element_addresses, normalize_address, split_address_list
+from crm_mailer.mail.forward import ForwardedOriginal, forwarded_original
 from crm_mailer.mail.header_block import HeaderBlock, read_header_block, unfold
 from crm_mailer.mail.html import html_to_text
 from crm_mailer.mail.machine import MachineMail, machine_mail
-from crm_mailer.mail.mime_tree import mime_tree
+from crm_mailer.mail.mime_tree import MimeTree, mime_tree
 from crm_mailer.mail.thread import message_id_key, thread_references
 
 MAX_TEXT_FIELD = 16_384
@@ -72,6 +73,7 @@ class ParsedMessage:
     from_addresses: tuple[str, ...] = ()  # every From address; from_address only if one
     from_fields: int = 1
     references: tuple[str, ...] = ()  # keys of the messages it replies to, nearest first
+    forwarded: ForwardedOriginal | None = None  # the original a forward carries
     machine: MachineMail | None = None  # set when a machine wrote it (auto-reply, report, list)
 
 
@@ -381,11 +383,10 @@ def _payload_size(part: Message, size_header: str) -> int:
     return len(payload) if payload is not None else 0
 
 
-def _structure(raw: bytes, limits: Limits, block: HeaderBlock) -> tuple[Message, str]:
-    """The MIME tree (see mime_tree) and the header naming left-out sizes."""
-    tree = mime_tree(raw, block, max_depth=limits.max_mime_depth,
+def _structure(raw: bytes, limits: Limits, block: HeaderBlock) -> MimeTree:
+    """The MIME tree (see mime_tree): payloads left out, attached messages noted."""
+    return mime_tree(raw, block, max_depth=limits.max_mime_depth,
                      max_parts=limits.max_mime_parts, max_header_size=limits.max_header_size)
-    return tree.message, tree.size_header
 
 
 def _content(msg: Message, size_header: str) -> tuple[str, tuple[Attachment, ...]]:
@@ -412,21 +413,25 @@ def parse_message(raw: bytes, limits: Limits = DEFAULT_LIMITS,
         block = header_block(raw, limits)
     from_addresses = header_addresses(block, "from", limits)
     message_id, derived = message_key(block, raw)
-    msg, size_header = _structure(block.message_for_parser(raw), limits, block)
-    body, attachments = _content(msg, size_header)
+    parsable = block.message_for_parser(raw)
+    tree = _structure(parsable, limits, block)
+    body, attachments = _content(tree.message, tree.size_header)
+    subject, sent_at = _first_text(block, "subject"), _sent_at(block.first("date"))
     return ParsedMessage(
         message_id=message_id,
         message_id_derived=derived,
-        subject=_first_text(block, "subject"),
+        subject=subject,
         from_address=from_addresses[0] if len(from_addresses) == 1 else None,
         from_addresses=from_addresses,
         from_fields=len(block.values("from")),
         to=header_addresses(block, "to", limits),
         cc=header_addresses(block, "cc", limits),
-        sent_at=_sent_at(block.first("date")),
+        sent_at=sent_at,
         body=body,
         attachments=attachments,
         references=thread_references(block),
+        forwarded=forwarded_original(subject, body, raw=parsable, attached=tree.attached,
+                                     sent_at=sent_at, limits=limits),
         machine=machine_mail(block, from_addresses=from_addresses,
                              envelope_sender=envelope_sender),
     )
