@@ -21,7 +21,8 @@ What counts as a forward, and which original is its:
 - Only the first block counts: in a forward of a forward, the outermost one.
 - Only when the body holds no block at all: the first attached message, in document
   order (`further_originals` counts the others, so several can be treated as uncertain).
-  A reply's attachment is no forwarded original.
+  A reply's attachment is no forwarded original, nor is the message a delivery or read
+  report (multipart/report) returns.
 - A block whose From line holds no readable address still is a forward: `from_address` is
   None (Outlook writes only a name for a colleague in the same Exchange). A forward line
   followed by no field at all is read as text.
@@ -36,14 +37,15 @@ from __future__ import annotations
 import binascii
 import datetime as dt
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
+from email.message import Message
 from typing import TYPE_CHECKING, Literal
 
 from crm_mailer.errors import MessageRefused
 from crm_mailer.mail.addresses import element_addresses, normalize_address, split_address_list
 from crm_mailer.mail.header_block import read_header_block, unfold
-from crm_mailer.mail.mime_tree import AttachedMessage
+from crm_mailer.mail.mime_tree import AttachedMessage, MimeTree
 from crm_mailer.mail.thread import message_id_key
 
 if TYPE_CHECKING:
@@ -127,8 +129,9 @@ class ForwardedOriginal:
     to: tuple[str, ...]
     cc: tuple[str, ...]
     subject: str  # "" when the block has no Subject
-    # Aware. A block that gives a wall-clock time only (Outlook, Gmail) is read in the
-    # forward's own UTC offset: the forwarder's client wrote both in its time zone.
+    # Aware when the date names its zone (an attached message, Thunderbird, Apple Mail);
+    # naive where the block gives the wall-clock time only (Outlook, Gmail write it in the
+    # forwarder's time zone, which nothing names: Exchange stamps every Date in UTC).
     sent_at: dt.datetime | None
     message_id: str | None  # an attached message's key (as parse stores one); inline: None
     source: Source
@@ -136,26 +139,29 @@ class ForwardedOriginal:
 
 
 def forwarded_original(subject: str, body: str, *, raw: bytes = b"",
-                       attached: Sequence[AttachedMessage] = (),
-                       sent_at: dt.datetime | None = None,
+                       tree: MimeTree | None = None,
                        limits: Limits | None = None) -> ForwardedOriginal | None:
     """The original this mail forwards, or None when it forwards none (see the module).
 
-    `subject`, `body` and `sent_at` are the forward's own, as parse_message reads them;
-    `attached` are where the MIME tree found attached messages in `raw`.
+    `subject` and `body` are the forward's own, as parse_message reads them; `tree` is its
+    MIME tree, built from `raw`, where attached messages were noted.
     """
-    found = _inline(subject, body[:SCAN_CHARS], sent_at.tzinfo if sent_at else None)
+    found = _inline(subject, body[:SCAN_CHARS])
     if found is not None:
         return found or None  # False: the body is a reply's
-    if not attached:
+    if tree is None or not tree.attached or _is_report(tree.message):
         return None
-    return _attached(raw, attached[0], limits, len(attached) - 1)
+    return _attached(raw, tree.attached[0], limits, len(tree.attached) - 1)
+
+
+def _is_report(message: Message) -> bool:
+    """A delivery or read report returns a message; it forwards none."""
+    return message.get_content_type() == "multipart/report"
 
 
 # --- the body -----------------------------------------------------------------------------
 
-def _inline(subject: str, text: str,
-            zone: dt.tzinfo | None) -> ForwardedOriginal | Literal[False] | None:
+def _inline(subject: str, text: str) -> ForwardedOriginal | Literal[False] | None:
     """The first block's original; False when a reply's text comes first; None: no block."""
     for candidate in _CANDIDATE.finditer(text):
         lines = _lines(text, candidate.start())
@@ -169,11 +175,11 @@ def _inline(subject: str, text: str,
                 continue  # a forward line and no field: text that looks like one
             if not says_forward and not _subject_says_forward(subject):
                 return False
-            return _original(fields, client, zone)
+            return _original(fields, client)
         if _label(line)[0] == "from":
             fields = _block(_lines(text, candidate.start()))
             if list(fields)[:2] == ["from", "date"]:  # Outlook's block without a line above
-                return _original(fields, "inline:outlook", zone) \
+                return _original(fields, "inline:outlook") \
                     if _subject_says_forward(subject) else False
         if depth or _attribution(folded, lines):
             return False
@@ -313,15 +319,14 @@ def _subject_says_forward(subject: str) -> bool:
     return prefix is not None and prefix.group(1).casefold() in _FORWARD_PREFIXES
 
 
-def _original(fields: dict[str, str], client: Source,
-              zone: dt.tzinfo | None) -> ForwardedOriginal:
+def _original(fields: dict[str, str], client: Source) -> ForwardedOriginal:
     address, name = _sender(fields.get("from", ""))
     written = fields.get("date")
     return ForwardedOriginal(
         from_address=address, from_name=name,
         to=_addresses(fields.get("to", "")), cc=_addresses(fields.get("cc", "")),
         subject=fields.get("subject", ""),
-        sent_at=written_date(written, zone) if written else None,
+        sent_at=written_date(written) if written else None,
         message_id=None, source=client)
 
 
@@ -369,12 +374,11 @@ def _addresses(value: str) -> tuple[str, ...]:
     return tuple(found)
 
 
-def written_date(text: str, zone: dt.tzinfo | None = None) -> dt.datetime | None:
-    """A date as a client writes it in a forward's block, aware; None if not readable.
+def written_date(text: str) -> dt.datetime | None:
+    """A date as a client writes it in a forward's block; None if not readable.
 
     German and English month names, 12- and 24-hour times, `16.03.2026`, and a zone as
-    `+0100`, `GMT+1` or a name (`CET`, `MEZ`). Without a zone, `zone` is assumed; without
-    either, None.
+    `+0100`, `GMT+1` or a name (`CET`, `MEZ`): aware with a zone, naive without.
     """
     text = text[:200].casefold()
     time = _TIME.search(text)
@@ -402,9 +406,7 @@ def written_date(text: str, zone: dt.tzinfo | None = None) -> dt.datetime | None
     second = int(time.group(3) or 0)
     if time.group(4) and 1 <= hour <= 12:  # a.m. / p.m. (after 17:22, "am" is German)
         hour = hour % 12 + (12 if time.group(4) == "p" else 0)
-    tzinfo = _zone(after) or zone
-    if tzinfo is None:
-        return None
+    tzinfo = _zone(after)
     try:
         value = dt.datetime(year, month, day, hour, minute, second, tzinfo=tzinfo)
     except ValueError:

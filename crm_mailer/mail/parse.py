@@ -416,7 +416,7 @@ def parse_message(raw: bytes, limits: Limits = DEFAULT_LIMITS,
     parsable = block.message_for_parser(raw)
     tree = _structure(parsable, limits, block)
     body, attachments = _content(tree.message, tree.size_header)
-    subject, sent_at = _first_text(block, "subject"), _sent_at(block.first("date"))
+    subject = _first_text(block, "subject")
     return ParsedMessage(
         message_id=message_id,
         message_id_derived=derived,
@@ -426,12 +426,11 @@ def parse_message(raw: bytes, limits: Limits = DEFAULT_LIMITS,
         from_fields=len(block.values("from")),
         to=header_addresses(block, "to", limits),
         cc=header_addresses(block, "cc", limits),
-        sent_at=sent_at,
+        sent_at=_sent_at(block.first("date")),
         body=body,
         attachments=attachments,
         references=thread_references(block),
-        forwarded=forwarded_original(subject, body, raw=parsable, attached=tree.attached,
-                                     sent_at=sent_at, limits=limits),
+        forwarded=forwarded_original(subject, body, raw=parsable, tree=tree, limits=limits),
         machine=machine_mail(block, from_addresses=from_addresses,
                              envelope_sender=envelope_sender),
     )
