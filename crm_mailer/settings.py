@@ -62,6 +62,8 @@ class Settings:
     require_tls: bool = False
     # Sender proof: authserv-ids whose Authentication-Results are believed (the tenants' MX).
     trusted_authserv_ids: tuple[str, ...] = ()
+    # Matching: domains that never identify a company, in addition to the shipped list.
+    free_mail_domains: tuple[str, ...] = ()
 
     @property
     def effective_database_url(self) -> str:

@@ -23,6 +23,7 @@ from crm_mailer.directory.importer import import_directory
 from crm_mailer.directory.spec import parse_directory
 from crm_mailer.errors import CrmMailerError, InvalidRequest, NotFound
 from crm_mailer.leads.scope import tenant_scope
+from crm_mailer.mail.freemail import free_mail_domains
 from crm_mailer.mail.proof import SenderPolicy
 from crm_mailer.reconciliation import ReconciliationQueue, expire_pending
 from crm_mailer.settings import Settings
@@ -162,7 +163,7 @@ async def _import(args: argparse.Namespace, settings: Settings, engine: AsyncEng
         text = args.file.read_bytes()
     except OSError as exc:
         raise CrmMailerError(f"cannot read {args.file}: {exc.strerror}") from None
-    specs = parse_directory(text)
+    specs = parse_directory(text, free_mail=free_mail_domains(settings.free_mail_domains))
     async with writing(session_factory(engine)) as session:
         report = await import_directory(session, specs, overwrite=args.overwrite)
         if args.dry_run:

@@ -32,7 +32,7 @@ from crm_mailer.db.models import (
     utcnow,
 )
 from crm_mailer.mail.addresses import address_domain
-from crm_mailer.mail.proof import SenderPolicy
+from crm_mailer.mail.proof import SenderPolicy, registrable_domain
 from crm_mailer.matching.decide import Filed
 from crm_mailer.matching.facts import (
     CompanyRef,
@@ -131,7 +131,10 @@ async def load_facts(session: AsyncSession, tenant: TenantRef, match: MatchInput
     message = match.message
     connection = await session.connection()  # Core round trips: no ORM layer needed here
     addresses = sorted({a for a in (match.sender, *message.to, *message.cc) if a})
-    domains = sorted({address_domain(a) for a in addresses})
+    # A host under a company's domain is that company's: ask for both the domain and its
+    # registrable domain (Public Suffix List).
+    domains = sorted({d for a in addresses
+                      for d in (address_domain(a), registrable_domain(address_domain(a))) if d})
     companies: dict[int, CompanyRef] = {}
 
     def company(company_id: int | None, key: str | None) -> None:

@@ -19,6 +19,7 @@ from crm_mailer.db.models import ReviewPolicy, StatusKind
 from crm_mailer.errors import DirectoryImportError, InvalidRequest
 from crm_mailer.leads.values import parse_amount, parse_month
 from crm_mailer.mail.addresses import normalize_address, strict_domain
+from crm_mailer.mail.freemail import FREE_MAIL, is_free_mail
 from crm_mailer.mail.proof import SenderPolicy
 
 _SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
@@ -215,7 +216,15 @@ def _revenue(where: str, data: Any) -> RevenueSpec:
     return RevenueSpec(month, amount)
 
 
-def _tenant(index: int, data: Any) -> TenantSpec:
+def _not_free_mail(where: str, domain: str, free_mail: frozenset[str], what: str) -> str:
+    if is_free_mail(domain, free_mail):
+        raise DirectoryImportError(
+            f"{where}: '{domain}' is a free-mail domain: it cannot identify {what} (its "
+            "users are people, not one company); add such people as contacts instead")
+    return domain
+
+
+def _tenant(index: int, data: Any, free_mail: frozenset[str] = FREE_MAIL) -> TenantSpec:
     reader = _Reader(f"tenants[{index}]", data, TENANT_KEYS)
     slug = reader.identify(lambda r: r.text("slug"), lambda slug: f"tenant '{slug}'")
     if not _SLUG.fullmatch(slug):
@@ -223,7 +232,9 @@ def _tenant(index: int, data: Any) -> TenantSpec:
     where = reader.where
     hosts = [_domain(f"{where}, host {h!r}", h) for h in reader.items("hosts")]
     _unique(where, "host", hosts)
-    sender_domains = [_domain(f"{where}, sender domain {d!r}", d)
+    sender_domains = [_not_free_mail(f"{where}, sender domain {d!r}",
+                                     _domain(f"{where}, sender domain {d!r}", d), free_mail,
+                                     "the tenant's own people")
                       for d in reader.items("sender_domains")]
     _unique(where, "sender domain", sender_domains)
 
@@ -251,7 +262,8 @@ def _tenant(index: int, data: Any) -> TenantSpec:
         company = _Reader(f"{where}, companies[{i}]", item, COMPANY_KEYS)
         key = company.identify(lambda c: c.text("key"),
                                lambda key: f"{where}, company '{key}'")
-        domains = tuple(_domain(company.where, d) for d in company.items("domains"))
+        domains = tuple(_not_free_mail(company.where, _domain(company.where, d), free_mail,
+                                       "a company") for d in company.items("domains"))
         companies.append(CompanySpec(key, company.text("name", required=False, default=key),
                                      domains))
     _unique(where, "company", [c.key for c in companies])
@@ -308,8 +320,10 @@ def _tenant(index: int, data: Any) -> TenantSpec:
                       SenderPolicy(sender_policy) if sender_policy else None)
 
 
-def parse_directory(text: str | bytes) -> tuple[TenantSpec, ...]:
-    """Read an import document.
+def parse_directory(text: str | bytes, *,
+                    free_mail: frozenset[str] = FREE_MAIL) -> tuple[TenantSpec, ...]:
+    """Read an import document; `free_mail`: the domains refused as company or sender
+    domains (see crm_mailer.mail.freemail).
 
     A JSON number is read exactly as written (as Decimal, never float), so an amount may
     be `"12000.50"` or `12000.50`; both pass the library's rules for amounts.
@@ -324,7 +338,7 @@ def parse_directory(text: str | bytes) -> tuple[TenantSpec, ...]:
         raise DirectoryImportError("the file is not valid JSON: nested too deeply") from None
     root = _Reader("the file", document, FILE_KEYS)
     root.check_keys()
-    tenants = tuple(_tenant(i, t) for i, t in enumerate(root.items("tenants")))
+    tenants = tuple(_tenant(i, t, free_mail) for i, t in enumerate(root.items("tenants")))
     _unique("the file", "tenant", [t.slug for t in tenants])
     _unique("the file", "host", [h for t in tenants for h in t.hosts])
     return tenants

@@ -25,8 +25,8 @@ def _find(match: MatchInput, facts: TenantFacts,
     by_contact = next((facts.companies[c.company_id] for c in findings.contacts
                        if c.company_id is not None and c.company_id in facts.companies), None)
     addresses = counterpart_addresses(match, facts, findings.direction)
-    by_domain = next(((facts.company_domains[d], d) for d in map(address_domain, addresses)
-                      if d in facts.company_domains), None)
+    by_domain = next((found for found in map(facts.company_for_domain,
+                                             map(address_domain, addresses)) if found), None)
     if findings.direction is Direction.INBOUND and by_domain is not None:
         return by_domain[0], f"sender domain {by_domain[1]}"
     if by_contact is not None:

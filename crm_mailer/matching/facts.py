@@ -9,7 +9,7 @@ from typing import Any
 
 from crm_mailer.mail.addresses import address_domain
 from crm_mailer.mail.parse import ParsedMessage
-from crm_mailer.mail.proof import SenderPolicy, Verdict
+from crm_mailer.mail.proof import SenderPolicy, Verdict, registrable_domain
 
 
 class Direction(StrEnum):
@@ -62,9 +62,23 @@ class TenantFacts:
     leads: Mapping[int, RecordRef] = field(default_factory=dict)
     projects: Mapping[int, RecordRef] = field(default_factory=dict)
 
+    def is_sender_domain(self, domain: str) -> bool:
+        """True for the tenant's people's mail domains and hosts under them
+        (`vertrieb.xyz.de` is xyz.de's)."""
+        return domain in self.sender_domains or registrable_domain(domain) in self.sender_domains
+
     def is_own_domain(self, domain: str) -> bool:
         """True for the tenant's crm hosts and its people's mail domains."""
-        return domain in self.hosts or domain in self.sender_domains
+        return domain in self.hosts or self.is_sender_domain(domain)
+
+    def company_for_domain(self, domain: str) -> tuple[CompanyRef, str] | None:
+        """The company that registered this domain, and the domain it registered: the
+        domain itself, else its registrable domain on the Public Suffix List
+        (`max@vertrieb.acme.com` is acme.com's; `notacme.com` is not)."""
+        for candidate in (domain, registrable_domain(domain)):
+            if candidate and candidate in self.company_domains:
+                return self.company_domains[candidate], candidate
+        return None
 
 
 # A stored message passed its sender check when it was received; matching it again

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from crm_mailer.mail.addresses import address_domain
+from crm_mailer.mail.proof import registrable_domain
 from crm_mailer.matching.facts import Direction, Evidence, Findings, MatchInput, TenantFacts
 
 NAME = "sender"
@@ -22,11 +23,16 @@ def check(match: MatchInput, facts: TenantFacts, findings: Findings) -> Findings
     why = "unknown sender"
     if sender is not None:
         domain = address_domain(sender)
-        if domain in facts.sender_domains:
-            direction, why = Direction.OUTBOUND, f"{domain} is a sender domain of the tenant"
-        elif domain in facts.company_domains:
+        company = facts.company_for_domain(domain)
+        if facts.is_sender_domain(domain):
+            under = "" if domain in facts.sender_domains else \
+                f" (under {registrable_domain(domain)})"
+            direction = Direction.OUTBOUND
+            why = f"{domain} is a sender domain of the tenant{under}"
+        elif company is not None:
             direction = Direction.INBOUND
-            why = f"{domain} is a domain of company {facts.company_domains[domain].key}"
+            under = "" if company[1] == domain else f" (under {company[1]})"
+            why = f"{domain} is a domain of company {company[0].key}{under}"
         elif sender in facts.contacts:
             direction, why = Direction.INBOUND, f"{sender} is a contact"
     source = "from" if match.message.from_address else "envelope"
