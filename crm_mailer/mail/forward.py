@@ -67,7 +67,7 @@ _LABELS = {
     "von": "from", "from": "from",
     "gesendet": "date", "sent": "date", "datum": "date", "date": "date",
     "an": "to", "to": "to",
-    "cc": "cc", "kopie": "cc",
+    "cc": "cc", "kopie": "cc", "kopie (cc)": "cc",
     "betreff": "subject", "subject": "subject",
     **dict.fromkeys(("reply-to", "antwort an", "antworten an", "bcc", "wichtigkeit",
                      "importance", "priorität", "priority", "anlagen", "attachments",
@@ -75,11 +75,12 @@ _LABELS = {
                      "categories", "message-id"), "other"),
 }
 _ADDRESS_FIELDS = ("from", "to", "cc")
+_ORIGINAL_FIELDS = ("from", "to", "cc", "subject", "date", "message-id")
 # Where a second field starts on one line: "Von: Bob <b@x> Gesendet: ..." (HTML without <br>).
 _INLINE_LABEL = re.compile(r"(?<=\s)(von|from|gesendet|sent|datum|date|an|to|cc|betreff"
                            r"|subject)[ \t]*+:", re.IGNORECASE)
 # Lines that can settle the question; everything else is passed over in C.
-_CANDIDATE = re.compile(r"^[ \t]*+(?:>|-{2}|begin forwarded|anfang der weitergeleiteten"
+_CANDIDATE = re.compile(r"^[ \t\u00a0]*+(?:>|-{2}|begin forwarded|anfang der weitergeleiteten"
                         r"|on |am |\*?(?:von|from)[ \t]*+\*?:)",
                         re.IGNORECASE | re.MULTILINE)
 _MARKERS = {  # the words between the dashes -> whether they say "forward"
@@ -88,7 +89,7 @@ _MARKERS = {  # the words between the dashes -> whether they say "forward"
 }
 _APPLE_MARKERS = ("begin forwarded message:", "anfang der weitergeleiteten nachricht:")
 _PREFIX = re.compile(r"([^\W\d_]{1,12})[ \t]*+(?:\[\d{1,4}\]|\(\d{1,4}\)|\^\d{1,4})?[ \t]*+:")
-_MAILTO = re.compile(r"\[mailto:([^\[\]\s]{1,254})\]", re.IGNORECASE)
+_MAILTO = re.compile(r"\[[ \t]*+mailto:[ \t]*+([^\[\]\s]{1,254})[ \t]*+\]", re.IGNORECASE)
 _BARE_ADDRESS = re.compile(r"[^\s<>()\[\]\",;:]{1,64}@[^\s<>()\[\]\",;:]{1,253}")
 _INVISIBLE = str.maketrans({"\u00a0": " ", "\u202f": " ", "\u2007": " ", "\t": " ",
                             "\u200b": None, "\u200c": None, "\u200d": None, "\ufeff": None})
@@ -380,7 +381,7 @@ def written_date(text: str) -> dt.datetime | None:
     German and English month names, 12- and 24-hour times, `16.03.2026`, and a zone as
     `+0100`, `GMT+1` or a name (`CET`, `MEZ`): aware with a zone, naive without.
     """
-    text = text[:200].casefold()
+    text = text[:200].translate(_INVISIBLE).casefold()
     time = _TIME.search(text)
     if time is None:
         return None
@@ -433,7 +434,8 @@ def _zone(text: str) -> dt.tzinfo | None:
 def _attached(raw: bytes, span: AttachedMessage, limits: Limits | None,
               further: int) -> ForwardedOriginal | None:
     """The attached message's own header fields, read within the message's limits."""
-    # parse.py imports this module; its decoders are imported when first needed.
+    # parse.py imports this module; its decoders are imported when first needed. The Date
+    # is read by parse's own reader, so an attached message's date is the one it stores.
     from crm_mailer.mail.parse import (
         DEFAULT_LIMITS,
         MAX_TEXT_FIELD,
@@ -449,8 +451,8 @@ def _attached(raw: bytes, span: AttachedMessage, limits: Limits | None,
                                   max_fields=limits.max_headers)
     except MessageRefused:
         return None
-    if not block.fields:
-        return None
+    if not any(block.first(name) is not None for name in _ORIGINAL_FIELDS):
+        return None  # no field that says anything about the original
 
     def addresses(name: str) -> tuple[str, ...]:
         try:
@@ -463,15 +465,14 @@ def _attached(raw: bytes, span: AttachedMessage, limits: Limits | None,
     name = _sender(decode_header_text(unfold(from_field)[:MAX_FIELD_CHARS]))[1] \
         if from_field is not None else None
     subject = block.first("subject")
-    message_id = block.first("message-id")
+    message_id = unfold(block.first("message-id") or b"")
     return ForwardedOriginal(
         from_address=senders[0] if len(senders) == 1 else None,
         from_name=name,
         to=addresses("to"), cc=addresses("cc"),
         subject=decode_header_text(unfold(subject)[:MAX_TEXT_FIELD]) if subject else "",
         sent_at=_sent_at(block.first("date")),
-        message_id=message_id_key(unfold(message_id))
-        if message_id is not None and unfold(message_id).strip(b" \t<>") else None,
+        message_id=message_id_key(message_id) if message_id.strip(b" \t<>") else None,
         source="attachment", further_originals=further)
 
 
