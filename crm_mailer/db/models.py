@@ -27,10 +27,11 @@ from sqlalchemy import (
     false,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
 from crm_mailer.mail.proof import SenderPolicy
 from crm_mailer.matching.facts import Direction
+from crm_mailer.matching.subject import name_key
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -218,15 +219,23 @@ class Project(Imported, Base):
         UniqueConstraint("tenant_id", "number"),
         Index("uq_projects_sales_project", "tenant_id", unique=True,
               postgresql_where=text("is_sales_project"), sqlite_where=text("is_sales_project")),
+        Index("ix_projects_tenant_id_name_key", "tenant_id", "name_key"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     number: Mapped[int] = mapped_column(BigInteger)
     name: Mapped[str] = mapped_column(String(255))
+    # The name as a subject is searched for it (matching.subject.name_key), kept in step.
+    name_key: Mapped[str] = mapped_column(String(1024), nullable=True, default="")
     company_id: Mapped[int | None] = mapped_column(ForeignKey("companies.id", ondelete="SET NULL"))
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
     # The tenant's one sales project, where people book sales time per customer (FAQ).
     is_sales_project: Mapped[bool] = mapped_column(default=False, server_default=false())
+
+    @validates("name")
+    def _keep_name_key(self, _: str, name: str) -> str:
+        self.name_key = name_key(name)
+        return name
 
 
 class ProjectTask(Base):
@@ -245,11 +254,13 @@ class Lead(Imported, Base):
     """A sales opportunity ("Vertriebsprojekt"); numbered per tenant."""
 
     __tablename__ = "leads"
-    __table_args__ = (UniqueConstraint("tenant_id", "number"),)
+    __table_args__ = (UniqueConstraint("tenant_id", "number"),
+                      Index("ix_leads_tenant_id_name_key", "tenant_id", "name_key"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     number: Mapped[int] = mapped_column(BigInteger)
     name: Mapped[str] = mapped_column(String(255))
+    name_key: Mapped[str] = mapped_column(String(1024), nullable=True, default="")  # as on Project
     company_id: Mapped[int | None] = mapped_column(ForeignKey("companies.id", ondelete="SET NULL"))
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
     status_id: Mapped[int] = mapped_column(ForeignKey("lead_statuses.id", ondelete="RESTRICT"))
@@ -260,6 +271,11 @@ class Lead(Imported, Base):
     planned_revenues: Mapped[list[PlannedRevenue]] = relationship(
         back_populates="lead", cascade="all, delete-orphan", order_by="PlannedRevenue.month"
     )
+
+    @validates("name")
+    def _keep_name_key(self, _: str, name: str) -> str:
+        self.name_key = name_key(name)
+        return name
 
 
 class PlannedRevenue(Base):

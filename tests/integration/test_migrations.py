@@ -95,3 +95,25 @@ async def test_0005_marks_existing_records_as_imported_as_they_are(engine: Async
                       "leads"):
             [value] = (await connection.execute(text(f"SELECT imported FROM {table}"))).scalars()
             assert value in ({}, "{}"), table  # PostgreSQL's json reads back as a dict
+
+
+async def test_0006_gives_existing_leads_and_projects_their_name_keys(
+        engine: AsyncEngine) -> None:
+    """The key is computed in Python (casefold), for rows from before 0006 too."""
+    async with engine.begin() as connection:
+        await connection.run_sync(downgrade_to("0005"))
+        for statement in (
+                "INSERT INTO tenants (id, slug, name, review, sender_policy, created_at) "
+                "VALUES (1, 't', 'T', 'uncertain', 'aligned', CURRENT_TIMESTAMP)",
+                "INSERT INTO lead_statuses (id, tenant_id, name, kind, position) "
+                "VALUES (1, 1, 'Neu', 'open', 0)",
+                "INSERT INTO projects (id, tenant_id, number, name, is_sales_project) "
+                "VALUES (1, 1, 20001, 'Übernahme STRASSE', false)",
+                "INSERT INTO leads (id, tenant_id, number, name, status_id) "
+                "VALUES (1, 1, 11111, '  Website-Relaunch  Straße ', 1)"):
+            await connection.execute(text(statement))
+    await migrate.upgrade(engine)
+    async with engine.connect() as connection:
+        keys = [(await connection.execute(text(f"SELECT name_key FROM {table}"))).scalar_one()
+                for table in ("projects", "leads")]
+    assert keys == ["übernahme strasse", "website-relaunch strasse"]

@@ -1,0 +1,62 @@
+"""name keys: leads and projects searchable by the name a subject carries
+
+Revision ID: 0006
+Revises: 0005
+
+Issue 9, rule 3: a lead or project is found by its whole name in the subject, compared
+casefolded and word by word (crm_mailer.matching.subject.name_key). SQL's lower() is not
+casefold (SQLite's folds only ASCII), so the key is computed in Python, stored beside the
+name and indexed per tenant.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+from crm_mailer.matching.subject import name_key
+
+revision = "0006"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+TABLES = ("leads", "projects")
+
+# The view as 0004 made it; SQLite rebuilds a table to drop a column, so it goes first.
+HISTORY_VIEW = """
+CREATE VIEW crm_history AS
+SELECT h.id, t.slug AS tenant, m.message_id, m.direction, m.subject, m.sender,
+       m.sent_at, m.received_at, c.key AS company, ct.email AS contact,
+       l.number AS lead, p.number AS project, h.filed_by, h.filed_at, m.body
+FROM history_entries h
+JOIN tenants t ON t.id = h.tenant_id
+JOIN inbound_messages m ON m.id = h.inbound_message_id
+LEFT JOIN companies c ON c.id = h.company_id
+LEFT JOIN contacts ct ON ct.id = h.contact_id
+LEFT JOIN leads l ON l.id = h.lead_id
+LEFT JOIN projects p ON p.id = h.project_id
+"""
+
+
+def upgrade() -> None:
+    connection = op.get_bind()
+    for table in TABLES:
+        op.add_column(table, sa.Column("name_key", sa.String(1024), nullable=True))
+        rows = sa.table(table, sa.column("id", sa.Integer), sa.column("name", sa.String),
+                        sa.column("name_key", sa.String))
+        keys = [{"row_id": row_id, "key": name_key(name)}
+                for row_id, name in connection.execute(sa.select(rows.c.id, rows.c.name))]
+        if keys:
+            connection.execute(rows.update().where(rows.c.id == sa.bindparam("row_id"))
+                               .values(name_key=sa.bindparam("key")), keys)
+        op.create_index(f"ix_{table}_tenant_id_name_key", table, ["tenant_id", "name_key"])
+
+
+def downgrade() -> None:
+    op.execute("DROP VIEW crm_history")
+    for table in TABLES:
+        op.drop_index(f"ix_{table}_tenant_id_name_key", table_name=table)
+        with op.batch_alter_table(table) as batch:
+            batch.drop_column("name_key")
+    op.execute(HISTORY_VIEW)
