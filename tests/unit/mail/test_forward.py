@@ -11,7 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crm_mailer.mail.forward import SCAN_CHARS, ForwardedOriginal, forwarded_original, written_date
+from crm_mailer.mail.forward import (
+    SCAN_CHARS,
+    ForwardedOriginal,
+    Source,
+    forwarded_original,
+    written_date,
+)
 from crm_mailer.mail.parse import parse_message
 
 FORWARDS = Path(__file__).resolve().parents[3] / "fixtures" / "eml" / "conversation" / "forward"
@@ -20,13 +26,13 @@ JUERGEN = "jürgen@xn--mller-shne-kcb9d.example"  # jürgen@müller-söhne.examp
 
 
 def original(from_address: str | None, from_name: str | None, subject: str,
-             sent_at: dt.datetime | None, source: str, *, to: tuple[str, ...] = ("alice@xyz.de",),
+             sent_at: dt.datetime | None, source: Source, *,
+             to: tuple[str, ...] = ("alice@xyz.de",),
              cc: tuple[str, ...] = (), message_id: str | None = None,
              further_originals: int = 0) -> ForwardedOriginal:
     return ForwardedOriginal(from_address=from_address, from_name=from_name, to=to, cc=cc,
                              subject=subject, sent_at=sent_at, message_id=message_id,
-                             source=source,  # type: ignore[arg-type]
-                             further_originals=further_originals)
+                             source=source, further_originals=further_originals)
 
 
 EXPECTED: dict[str, ForwardedOriginal | None] = {
