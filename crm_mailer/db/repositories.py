@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, func, insert, literal, select, union_all
+from sqlalchemy import and_, bindparam, false, func, insert, literal, or_, select, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import BindParameter
@@ -21,12 +21,14 @@ from crm_mailer.db.models import (
     HistoryParticipant,
     InboundMessage,
     Lead,
+    LeadStatus,
     MessageChunk,
     PendingMatch,
     PendingState,
     Project,
     ReviewPolicy,
     SenderDomain,
+    StatusKind,
     Tenant,
     TenantHost,
     utcnow,
@@ -41,7 +43,10 @@ from crm_mailer.matching.facts import (
     RecordKind,
     RecordRef,
     TenantFacts,
+    ThreadRef,
+    ThreadState,
 )
+from crm_mailer.matching.subject import strip_prefixes, word_runs, words
 
 _CHUNK = 500  # keeps IN lists far below SQLite's bound-parameter limit
 T = TypeVar("T")
@@ -93,6 +98,36 @@ _RECORDS = union_all(*(
     .where(model.tenant_id == _TENANT, model.number.in_(_VALUES))
     for kind, model in ((RecordKind.LEAD, Lead), (RecordKind.PROJECT, Project))
 ))
+# Open leads and active projects (every project but the sales project), with their names:
+# what a subject can name and what a company's single open lead is.
+_OPEN_RECORDS = union_all(
+    select(literal(RecordKind.LEAD.value), Lead.id, Lead.number, Lead.company_id, Company.key,
+           Lead.name)
+    .join(LeadStatus, LeadStatus.id == Lead.status_id)
+    .outerjoin(Company, Company.id == Lead.company_id)
+    .where(Lead.tenant_id == _TENANT, LeadStatus.kind == StatusKind.OPEN,
+           or_(Lead.name_key.in_(bindparam("names", expanding=True)),
+               Lead.company_id.in_(bindparam("companies", expanding=True)))),
+    select(literal(RecordKind.PROJECT.value), Project.id, Project.number, Project.company_id,
+           Company.key, Project.name)
+    .outerjoin(Company, Company.id == Project.company_id)
+    .where(Project.tenant_id == _TENANT, Project.is_sales_project == false(),
+           or_(Project.name_key.in_(bindparam("names", expanding=True)),
+               Project.company_id.in_(bindparam("companies", expanding=True)))),
+)
+# Where the messages a reply refers to went: filed (with its lead or project), or waiting.
+_THREADS = (
+    select(InboundMessage.message_id, HistoryEntry.id, HistoryEntry.company_id,
+           Lead.id, Lead.number, Lead.company_id, Project.id, Project.number,
+           Project.company_id, PendingMatch.state, PendingMatch.candidates)
+    .outerjoin(HistoryEntry, HistoryEntry.inbound_message_id == InboundMessage.id)
+    .outerjoin(Lead, Lead.id == HistoryEntry.lead_id)
+    .outerjoin(Project, Project.id == HistoryEntry.project_id)
+    .outerjoin(PendingMatch, and_(PendingMatch.inbound_message_id == InboundMessage.id,
+                                  PendingMatch.state == PendingState.WAITING))
+    .where(InboundMessage.tenant_id == _TENANT, InboundMessage.message_id.in_(_VALUES))
+)
+NAME_WORDS = 8  # names of more words are found among the mail's own companies' records only
 _INSERT_MESSAGE = {
     dialect.__name__.rpartition(".")[2]: (
         dialect.insert(InboundMessage)
@@ -169,6 +204,25 @@ async def load_facts(session: AsyncSession, tenant: TenantRef, match: MatchInput
             records[kind][number] = RecordRef(kind, record_id, number, company_id)
             company(company_id, key)
 
+    threads = await _threads(connection, tenant.id, message.references)
+    # Names: every run of subject words (a name found anywhere in the tenant is at least a
+    # candidate), and every open record of the companies this mail can belong to.
+    subject_words = words(strip_prefixes(message.subject))
+    runs = word_runs(subject_words, NAME_WORDS)
+    named: list[RecordRef] = []
+    company_records: dict[int, list[RecordRef]] = {}
+    company_ids = sorted(companies)
+    if runs or company_ids:
+        for kind_name, record_id, number, company_id, key, name in await connection.execute(
+                _OPEN_RECORDS, {"tenant_id": tenant.id, "names": runs or [""],
+                                "companies": company_ids or [-1]}):
+            record = RecordRef(RecordKind(kind_name), record_id, number, company_id, name)
+            if company_id in companies:
+                company_records.setdefault(company_id, []).append(record)
+            else:
+                company(company_id, key)
+            named.append(record)
+
     return TenantFacts(
         tenant_id=tenant.id,
         slug=tenant.slug,
@@ -180,7 +234,32 @@ async def load_facts(session: AsyncSession, tenant: TenantRef, match: MatchInput
         companies=companies,
         leads=records[RecordKind.LEAD],
         projects=records[RecordKind.PROJECT],
+        threads=threads,
+        named=tuple(named),
+        company_records={k: tuple(v) for k, v in company_records.items()},
     )
+
+
+async def _threads(connection: Any, tenant_id: int,
+                   references: Sequence[str]) -> dict[str, ThreadRef]:
+    """The referenced messages of this tenant that were filed or still wait."""
+    found: dict[str, ThreadRef] = {}
+    for chunk in _chunks(list(dict.fromkeys(references))):
+        for (message_id, entry_id, entry_company, lead_id, lead_number, lead_company,
+             project_id, project_number, project_company, state, candidates) in \
+                await connection.execute(_THREADS, {"tenant_id": tenant_id,
+                                                    "values": list(chunk)}):
+            if entry_id is not None:
+                record = (RecordRef(RecordKind.LEAD, lead_id, lead_number, lead_company)
+                          if lead_id is not None else
+                          RecordRef(RecordKind.PROJECT, project_id, project_number,
+                                    project_company) if project_id is not None else None)
+                found[message_id] = ThreadRef(message_id, ThreadState.FILED, record,
+                                              entry_company)
+            elif state is not None:
+                found[message_id] = ThreadRef(message_id, ThreadState.WAITING,
+                                              candidates=candidates or {})
+    return found
 
 
 async def insert_message_once(session: AsyncSession, values: dict[str, Any]) -> int | None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
 from crm_mailer.mail.addresses import address_domain
 from crm_mailer.mail.parse import ParsedMessage
 from crm_mailer.mail.proof import SenderPolicy, Verdict, registrable_domain
+from crm_mailer.matching.subject import words
 
 
 class Direction(StrEnum):
@@ -39,12 +40,33 @@ class ContactRef:
 
 @dataclass(frozen=True, slots=True)
 class RecordRef:
-    """A lead or project a subject number points to."""
+    """A lead or project a subject number, a thread or a name points to."""
 
     kind: RecordKind
     id: int
     number: int
     company_id: int | None
+    name: str = field(default="", compare=False)
+
+    @property
+    def name_words(self) -> tuple[str, ...]:
+        return words(self.name, limit=1_000)
+
+
+class ThreadState(StrEnum):
+    FILED = "filed"      # in the contact history (also when a person confirmed it)
+    WAITING = "waiting"  # in the confirmation queue
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadRef:
+    """A message of this tenant that a new one replies to, and where it went."""
+
+    message_id: str
+    state: ThreadState
+    record: RecordRef | None = None
+    company_id: int | None = None
+    candidates: Mapping[str, list[int | str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +83,12 @@ class TenantFacts:
     companies: Mapping[int, CompanyRef] = field(default_factory=dict)
     leads: Mapping[int, RecordRef] = field(default_factory=dict)
     projects: Mapping[int, RecordRef] = field(default_factory=dict)
+    # The referenced messages of this tenant that were filed or wait, by Message-ID key.
+    threads: Mapping[str, ThreadRef] = field(default_factory=dict)
+    # Open leads and active projects whose whole name is a run of subject words.
+    named: tuple[RecordRef, ...] = ()
+    # The open leads and active projects of each company the message can belong to.
+    company_records: Mapping[int, tuple[RecordRef, ...]] = field(default_factory=dict)
 
     def is_sender_domain(self, domain: str) -> bool:
         """True for the tenant's people's mail domains and hosts under them
@@ -126,7 +154,17 @@ class Findings:
     contacts: tuple[ContactRef, ...] = ()
     company: CompanyRef | None = None
     records: tuple[RecordRef, ...] = ()
+    # Which step found the records: "number", "thread" or "name".
+    source: str = ""
+    # The referenced message that still waits in the queue: this one waits with it.
+    waiting: ThreadRef | None = None
+    # Suggested to the person (never certain): the company's single open lead.
+    suggested: tuple[RecordRef, ...] = ()
     evidence: tuple[Evidence, ...] = ()
+
+    def noted(self, step: str, found: str, detail: Mapping[str, Any], **changes: Any) -> Findings:
+        """These findings with `changes` applied and the step's evidence added."""
+        return replace(self, **changes, evidence=(*self.evidence, Evidence(step, found, detail)))
 
 
 def counterpart_addresses(match: MatchInput, facts: TenantFacts, direction: Direction) -> list[str]:

@@ -43,4 +43,5 @@ def check(match: MatchInput, facts: TenantFacts, findings: Findings) -> Findings
         ", ".join(f"{r.kind} {r.number}" for r in candidates) or "nothing",
         {"tokens": list(match.numbers)},
     )
-    return replace(findings, records=tuple(candidates), evidence=(*findings.evidence, evidence))
+    return replace(findings, records=tuple(candidates), source="number" if candidates else "",
+                   evidence=(*findings.evidence, evidence))

@@ -5,7 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from crm_mailer.matching import company, contact, decide, number, sender
+from crm_mailer.matching import (
+    company,
+    contact,
+    decide,
+    name,
+    number,
+    sender,
+    single_lead,
+    thread,
+)
 from crm_mailer.matching.facts import Evidence, Findings, MatchInput, TenantFacts
 
 __all__ = ["STEPS", "Findings", "MatchResult", "Refused", "Step", "run"]
@@ -18,7 +27,10 @@ STEPS: tuple[Step, ...] = (
     sender.check,
     contact.check,
     company.check,
-    number.check,
+    number.check,       # a number that points to one lead or project wins over all below
+    thread.check,       # else the nearest filed (or waiting) mail it replies to
+    name.check,         # else an open lead's or active project's whole name in the subject
+    single_lead.check,  # else the company's single open lead, as a suggestion only
 )
 
 

@@ -77,8 +77,9 @@ async def test_a_person_confirms_with_a_correction_and_it_is_filed_once(
 async def test_confirming_the_suggestion_files_it(crm: async_sessionmaker[AsyncSession],
                                                   smtp: SmtpClient) -> None:
     item = await queued(smtp, crm, subject="Angebot ohne Nummer")
+    assert item["candidates"]["leads"] == [11111]  # acme's single open lead (issue 9, rule 4)
     entry = await decide(crm, "confirm", item["id"], by="anna")
-    assert (entry["company"], entry["contact"], entry["lead"]) == ("acme", "bob@acme.com", None)
+    assert (entry["company"], entry["contact"], entry["lead"]) == ("acme", "bob@acme.com", 11111)
 
 
 async def test_two_people_confirming_at_once_exactly_one_wins(
@@ -154,7 +155,9 @@ async def test_rematch_files_what_directory_changes_made_certain(
     tenant["leads"].append({"number": 11119, "name": "Neu", "company": "acme"})
     await load_directory(crm, document)
     report = await decide(crm, "rematch")
-    assert (report.filed, report.updated, report.unchanged) == (2, 0, 1)
+    # The third is updated: acme has two open leads now, so its single one is no longer
+    # suggested (issue 9, rule 4).
+    assert (report.filed, report.updated, report.unchanged) == (2, 1, 0)
     filed = await history(crm)
     assert sorted((e["lead"], e["contact"], e["filed_by"]) for e in filed) == [
         (11111, "dave@acme.com", "crm-mailer (rematch)"),

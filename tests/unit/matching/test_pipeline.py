@@ -71,7 +71,7 @@ def test_outbound_certain_match_is_filed_with_contact_company_and_lead() -> None
     assert result.decision == Filed(LEAD_ACME, ACME, BOB, (BOB,))
     assert result.findings.direction is Direction.OUTBOUND
     assert [e.step for e in result.evidence] == ["sender", "contact", "company", "number",
-                                                 "decide"]
+                                                 "thread", "name", "single_lead", "decide"]
 
 
 def test_inbound_reply_matches_the_sender_as_contact() -> None:
