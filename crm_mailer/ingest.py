@@ -380,6 +380,7 @@ async def _ingest_for_tenant(session: AsyncSession, tenant: repositories.TenantR
         "body": message.body,
         "attachments": [asdict(a) for a in message.attachments],
         "evidence": [e.as_dict() for e in result.evidence],
+        "thread_references": list(message.references),
         "raw": raw,
     })
     if message_row_id is None:

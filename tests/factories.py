@@ -52,7 +52,7 @@ def dumps(document: dict[str, Any]) -> str:
 def mail(*, sender: str = "Alice Adler <alice@xyz.de>", to: str | None = "bob@acme.com",
          cc: str | None = None, subject: str = "XYZ Lead 11111", body: str = "Hallo Bob,\n",
          message_id: str | None = "auto", html: str | None = None,
-         date: dt.datetime | None = None) -> bytes:
+         date: dt.datetime | None = None, headers: dict[str, str] | None = None) -> bytes:
     """A message as a mail client writes it (CRLF line ends)."""
     message = EmailMessage()
     message["From"] = sender
@@ -67,6 +67,8 @@ def mail(*, sender: str = "Alice Adler <alice@xyz.de>", to: str | None = "bob@ac
         message["Message-ID"] = make_msgid(domain="xyz.de")
     elif message_id is not None:
         message["Message-ID"] = message_id
+    for name, value in (headers or {}).items():  # In-Reply-To, References, Auto-Submitted
+        message[name] = value
     if html is not None and body:
         message.set_content(body)
         message.add_alternative(html, subtype="html")

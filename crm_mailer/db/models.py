@@ -312,6 +312,9 @@ class InboundMessage(Base):
     body: Mapped[str] = mapped_column(Text, default="")
     attachments: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     evidence: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # The Message-ID keys it replies to, nearest first (mail.thread): rematch follows the
+    # thread without parsing again. NULL for mail stored before 0006.
+    thread_references: Mapped[list[str] | None] = mapped_column(JSON, default=list)
     # The message as received; a large one is kept in MessageChunk rows instead (raw is
     # then empty and raw_chunks says how many), so no database driver copies it whole.
     raw: Mapped[bytes] = mapped_column(LargeBinary)

@@ -338,6 +338,7 @@ def _match_input(message: InboundMessage) -> MatchInput:
         message_id=message.message_id, message_id_derived=message.message_id_derived,
         subject=message.subject, from_address=message.sender or None,
         to=tuple(message.recipients_to), cc=tuple(message.recipients_cc),
+        references=tuple(message.thread_references or ()),
         sent_at=message.sent_at, body="")
     return MatchInput(parsed, None, subject_numbers(message.subject), PROVEN_AT_RECEIPT)
 

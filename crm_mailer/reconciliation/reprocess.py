@@ -111,5 +111,6 @@ def _update(message: InboundMessage, match: MatchInput, result: pipeline.MatchRe
     message.sent_at = parsed.sent_at or message.received_at
     message.body = parsed.body
     message.attachments = [asdict(a) for a in parsed.attachments]
+    message.thread_references = list(parsed.references)
     message.evidence = [e.as_dict() for e in result.evidence]
     message.error = None

@@ -1,4 +1,5 @@
-"""name keys: leads and projects searchable by the name a subject carries
+"""name keys and thread references: leads and projects searchable by the name a subject
+carries; a message keeps the Message-IDs it replies to
 
 Revision ID: 0006
 Revises: 0005
@@ -6,7 +7,8 @@ Revises: 0005
 Issue 9, rule 3: a lead or project is found by its whole name in the subject, compared
 casefolded and word by word (crm_mailer.matching.subject.name_key). SQL's lower() is not
 casefold (SQLite's folds only ASCII), so the key is computed in Python, stored beside the
-name and indexed per tenant.
+name and indexed per tenant. Rule 2: rematch follows a reply's thread from the stored
+references (NULL for mail stored before: it is matched as before).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ depends_on = None
 
 TABLES = ("leads", "projects")
 
-# The view as 0004 made it; SQLite rebuilds a table to drop a column, so it goes first.
+# The views as 0004 made them; SQLite rebuilds a table to drop a column, so they go first.
 HISTORY_VIEW = """
 CREATE VIEW crm_history AS
 SELECT h.id, t.slug AS tenant, m.message_id, m.direction, m.subject, m.sender,
@@ -36,6 +38,15 @@ LEFT JOIN companies c ON c.id = h.company_id
 LEFT JOIN contacts ct ON ct.id = h.contact_id
 LEFT JOIN leads l ON l.id = h.lead_id
 LEFT JOIN projects p ON p.id = h.project_id
+"""
+PENDING_VIEW = """
+CREATE VIEW crm_pending AS
+SELECT q.id, t.slug AS tenant, q.state, q.reasons, q.candidates, q.created_at,
+       q.resolved_by, q.resolved_at, q.note, m.message_id, m.direction, m.subject,
+       m.sender, m.sent_at, m.body, m.error
+FROM pending_matches q
+JOIN tenants t ON t.id = q.tenant_id
+JOIN inbound_messages m ON m.id = q.inbound_message_id
 """
 
 
@@ -51,12 +62,17 @@ def upgrade() -> None:
             connection.execute(rows.update().where(rows.c.id == sa.bindparam("row_id"))
                                .values(name_key=sa.bindparam("key")), keys)
         op.create_index(f"ix_{table}_tenant_id_name_key", table, ["tenant_id", "name_key"])
+    op.add_column("inbound_messages", sa.Column("thread_references", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
+    op.execute("DROP VIEW crm_pending")
     op.execute("DROP VIEW crm_history")
+    with op.batch_alter_table("inbound_messages") as batch:
+        batch.drop_column("thread_references")
     for table in TABLES:
         op.drop_index(f"ix_{table}_tenant_id_name_key", table_name=table)
         with op.batch_alter_table(table) as batch:
             batch.drop_column("name_key")
     op.execute(HISTORY_VIEW)
+    op.execute(PENDING_VIEW)
