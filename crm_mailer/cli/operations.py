@@ -14,7 +14,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from crm_mailer.cli.output import SafeOutput, cell, print_rows
+from crm_mailer.cli.output import SafeOutput, cell, evidence_lines, print_rows
 from crm_mailer.cli.shared import add_action, add_by, scoped
 from crm_mailer.db import migrate, repositories
 from crm_mailer.db.engine import reading, session_factory, writing
@@ -235,6 +235,10 @@ async def _pending_show(args: argparse.Namespace, settings: Settings, engine: As
     out.write("\nwhy it waits:\n")
     for reason in item["reasons"]:
         out.write(f"  - {reason['text']} ({reason['code']})\n")
+    if item["evidence"]:
+        out.write("\nhow it was matched:\n")
+        for line in evidence_lines(item["evidence"]):
+            out.write(line + "\n")
     out.write("\ncandidates:\n")
     for kind, noun, label in (("leads", "lead", "number"), ("projects", "project", "number"),
                               ("contacts", "contact", "email"),

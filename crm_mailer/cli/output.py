@@ -62,3 +62,16 @@ def cell(value: Any) -> str:
         return ",".join(cell(v) if not isinstance(v, dict) else
                         ":".join(map(str, v.values())) for v in value)
     return " ".join(str(value).split())
+
+
+def evidence_lines(evidence: list[dict[str, Any]]) -> list[str]:
+    """Each matching step's finding and why, one line a step (pending show, explain)."""
+    lines = []
+    for step in evidence:
+        detail = {k: v for k, v in step.items() if k not in ("step", "found")}
+        why = detail.pop("why", None)
+        rest = ", ".join(f"{k}={cell(v)}" for k, v in detail.items() if v not in (None, "", []))
+        text = "; ".join(part for part in (str(why) if why else "", rest) if part)
+        lines.append(f"  {step.get('step', '?'):<12} {cell(step.get('found'))}"
+                     f"{'  (' + text + ')' if text else ''}")
+    return lines

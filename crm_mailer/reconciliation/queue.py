@@ -85,6 +85,10 @@ class ReconciliationQueue:
         item["preview"] = body[:PREVIEW_CHARS] + ("…" if len(body) > PREVIEW_CHARS else "")
         item["reasons"] = [{"code": code, "text": _reason_text(code)} for code in item["reasons"]]
         item["candidates"] = await self._explain(item)
+        item["evidence"] = await self.session.scalar(
+            select(InboundMessage.evidence).where(InboundMessage.tenant_id == self.tenant.id,
+                                                  InboundMessage.message_id
+                                                  == item["message_id"])) or []
         filed = await self._entry_for_message(item["message_id"])
         item["filed"] = (await list_history(self.session, self.tenant.id,
                                             entry_id=filed.id))[0] if filed else None
