@@ -132,3 +132,22 @@ async def test_names_that_do_not_decide_queue_the_mail(
     [item] = await pending(crm)
     assert item["reasons"] == reasons
     assert sorted(item["candidates"]["leads"]) == sorted(leads)
+
+
+async def test_mail_to_several_contacts_files_one_entry_with_every_participant(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    await send(smtp, subject="Lead 11111", to="Bob <bob@acme.com>, carol@acme.com",
+               cc=HANK)
+    [entry] = await history(crm)
+    assert (entry["contact"], entry["company"]) == ("bob@acme.com", "acme")
+    assert entry["participants"] == ["bob@acme.com", "carol@acme.com", HANK]
+
+
+async def test_contacts_of_different_companies_without_a_deciding_lead_go_to_the_queue(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    await send(smtp, subject="Gemeinsamer Termin", to=f"{HANK}, bob@acme.com")
+    [item] = await pending(crm)
+    assert item["reasons"] == ["no_number"]
+    assert item["candidates"]["contacts"] == [HANK, "bob@acme.com"]
+    assert item["candidates"]["companies"] == ["globex", "acme"]
+    assert await history(crm) == []
