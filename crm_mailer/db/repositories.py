@@ -165,7 +165,9 @@ async def load_facts(session: AsyncSession, tenant: TenantRef, match: MatchInput
     """Load what matching may need for this message, for this tenant only (four queries)."""
     message = match.message
     connection = await session.connection()  # Core round trips: no ORM layer needed here
-    addresses = sorted({a for a in (match.sender, *message.to, *message.cc) if a})
+    original = message.forwarded  # a forward's original may name the customer (rule 9)
+    forwarded = (original.from_address, *original.to, *original.cc) if original else ()
+    addresses = sorted({a for a in (match.sender, *message.to, *message.cc, *forwarded) if a})
     # A host under a company's domain is that company's: ask for both the domain and its
     # registrable domain (Public Suffix List).
     domains = sorted({d for a in addresses

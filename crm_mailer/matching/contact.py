@@ -6,11 +6,13 @@ from dataclasses import replace
 
 from crm_mailer.matching.facts import (
     ContactRef,
+    Direction,
     Evidence,
     Findings,
     MatchInput,
     TenantFacts,
     counterpart_addresses,
+    forwarded_counterparts,
 )
 
 NAME = "contact"
@@ -22,6 +24,10 @@ def check(match: MatchInput, facts: TenantFacts, findings: Findings) -> Findings
     assert findings.direction is not None
     addresses = counterpart_addresses(match, facts, findings.direction)
     contacts: list[ContactRef] = [facts.contacts[a] for a in addresses if a in facts.contacts]
-    evidence = Evidence(NAME, ", ".join(c.email for c in contacts) or "nothing",
-                        {"looked_up": addresses})
+    detail: dict[str, object] = {"looked_up": addresses}
+    if findings.direction is Direction.OUTBOUND and \
+            forwarded_counterparts(match, facts) is not None:
+        source = match.message.forwarded.source if match.message.forwarded else "?"
+        detail["why"] = f"forwarded to crm@ alone: the original's ({source})"
+    evidence = Evidence(NAME, ", ".join(c.email for c in contacts) or "nothing", detail)
     return replace(findings, contacts=tuple(contacts), evidence=(*findings.evidence, evidence))
