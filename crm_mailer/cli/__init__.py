@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm_mailer import __version__
-from crm_mailer.cli import leads, messages, operations
+from crm_mailer.cli import explain, leads, messages, operations
 from crm_mailer.db import migrate
 from crm_mailer.db.engine import create_engine
 from crm_mailer.errors import ConfigError, CrmMailerError
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     operations.register(commands)
     leads.register(commands)
     messages.register(commands)
+    explain.register(commands)
     return parser
 
 

@@ -1,0 +1,70 @@
+"""Explain: run one message through the whole pipeline for one tenant and store nothing.
+
+For support staff who ask "why did this mail land there?": the same reading, sender proof,
+directory facts and steps as a message received over SMTP, each step's finding and why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm_mailer.db import repositories
+from crm_mailer.errors import MessageRefused, NotFound
+from crm_mailer.ingest import IngestConfig, proof_verdicts
+from crm_mailer.mail.addresses import normalize_address
+from crm_mailer.mail.parse import header_block, parse_message, sender_claim
+from crm_mailer.matching import pipeline
+from crm_mailer.matching.decide import Filed, Queued
+from crm_mailer.matching.facts import MatchInput
+from crm_mailer.matching.number import subject_numbers
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """What would happen to the message, and the evidence of every step."""
+
+    tenant: str
+    outcome: str  # filed, queued, ignored, refused
+    summary: str
+    evidence: tuple[dict[str, Any], ...]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"tenant": self.tenant, "outcome": self.outcome, "summary": self.summary,
+                "evidence": list(self.evidence)}
+
+
+async def explain(session: AsyncSession, slug: str, raw: bytes, config: IngestConfig, *,
+                  envelope_sender: str | None = None) -> Explanation:
+    """Match `raw` for tenant `slug` as SMTP would (the envelope sender defaults to the
+    From, as a relay sends it); nothing is written."""
+    row = await repositories.tenant_by_slug(session, slug)
+    if row is None:
+        raise NotFound(f"no tenant '{slug}'")
+    tenant = repositories.TenantRef(row.id, row.slug, row.review, row.sender_policy)
+    try:
+        block = header_block(raw, config.limits, smtp=True)
+        claim = sender_claim(block, config.limits)
+        envelope = normalize_address(envelope_sender if envelope_sender is not None
+                                     else claim or "") or None
+        verdicts = await proof_verdicts(raw, block, claim, envelope, [tenant.sender_policy],
+                                        config)
+        parsed = parse_message(raw, config.limits, block, envelope_sender=envelope or "")
+    except MessageRefused as refused:
+        return Explanation(slug, "refused", f"{type(refused).__name__}: {refused}", ())
+    match = MatchInput(parsed, envelope, subject_numbers(parsed.subject), verdicts)
+    facts = await repositories.load_facts(session, tenant, match)
+    result = pipeline.run(match, facts)
+    evidence = tuple(e.as_dict() for e in result.evidence)
+    decision = result.decision
+    if isinstance(decision, pipeline.Refused):
+        return Explanation(slug, "refused", decision.why or "sender not authorized", evidence)
+    if isinstance(decision, Filed):
+        record = decision.record
+        return Explanation(slug, "filed", f"filed on {record.kind} {record.number}, contact "
+                           f"{decision.contact.email}", evidence)
+    assert isinstance(decision, Queued)
+    reasons = ", ".join(r.value for r in decision.reasons)
+    return Explanation(slug, "queued", f"queued for a person: {reasons}", evidence)
