@@ -381,6 +381,7 @@ async def _ingest_for_tenant(session: AsyncSession, tenant: repositories.TenantR
         "attachments": [asdict(a) for a in message.attachments],
         "evidence": [e.as_dict() for e in result.evidence],
         "thread_references": list(message.references),
+        "forwarded": message.forwarded.as_json() if message.forwarded else None,
         "raw": raw,
     })
     if message_row_id is None:

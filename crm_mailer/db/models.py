@@ -315,6 +315,8 @@ class InboundMessage(Base):
     # The Message-ID keys it replies to, nearest first (mail.thread): rematch follows the
     # thread without parsing again. NULL for mail stored before 0006.
     thread_references: Mapped[list[str] | None] = mapped_column(JSON, default=list)
+    # A forward's original, as mail.forward read it (rule 9 needs its sender on rematch).
+    forwarded: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # The message as received; a large one is kept in MessageChunk rows instead (raw is
     # then empty and raw_chunks says how many), so no database driver copies it whole.
     raw: Mapped[bytes] = mapped_column(LargeBinary)

@@ -40,7 +40,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import Message
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from crm_mailer.errors import MessageRefused
 from crm_mailer.mail.addresses import element_addresses, normalize_address, split_address_list
@@ -137,6 +137,23 @@ class ForwardedOriginal:
     message_id: str | None  # an attached message's key (as parse stores one); inline: None
     source: Source
     further_originals: int = 0  # messages attached after this one
+
+    def as_json(self) -> dict[str, Any]:
+        """For storage; from_json reads it back."""
+        return {"from_address": self.from_address, "from_name": self.from_name,
+                "to": list(self.to), "cc": list(self.cc), "subject": self.subject,
+                "sent_at": self.sent_at.isoformat() if self.sent_at else None,
+                "message_id": self.message_id, "source": self.source,
+                "further_originals": self.further_originals}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ForwardedOriginal:
+        sent_at = data.get("sent_at")
+        return cls(data.get("from_address"), data.get("from_name"), tuple(data.get("to", ())),
+                   tuple(data.get("cc", ())), data.get("subject", ""),
+                   dt.datetime.fromisoformat(sent_at) if sent_at else None,
+                   data.get("message_id"), data.get("source", "attachment"),
+                   int(data.get("further_originals", 0)))
 
 
 def forwarded_original(subject: str, body: str, *, raw: bytes = b"",

@@ -35,6 +35,7 @@ from crm_mailer.db.models import (
 from crm_mailer.errors import Conflict, InvalidRequest, NotFound
 from crm_mailer.leads.scope import Lookup, TenantScope
 from crm_mailer.mail.addresses import address_domain
+from crm_mailer.mail.forward import ForwardedOriginal
 from crm_mailer.mail.parse import ParsedMessage
 from crm_mailer.matching import pipeline
 from crm_mailer.matching.decide import REASON_TEXT, Filed, Queued, Reason
@@ -343,6 +344,7 @@ def _match_input(message: InboundMessage) -> MatchInput:
         subject=message.subject, from_address=message.sender or None,
         to=tuple(message.recipients_to), cc=tuple(message.recipients_cc),
         references=tuple(message.thread_references or ()),
+        forwarded=ForwardedOriginal.from_json(message.forwarded) if message.forwarded else None,
         sent_at=message.sent_at, body="")
     return MatchInput(parsed, None, subject_numbers(message.subject), PROVEN_AT_RECEIPT)
 

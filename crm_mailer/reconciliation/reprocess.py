@@ -112,5 +112,6 @@ def _update(message: InboundMessage, match: MatchInput, result: pipeline.MatchRe
     message.body = parsed.body
     message.attachments = [asdict(a) for a in parsed.attachments]
     message.thread_references = list(parsed.references)
+    message.forwarded = parsed.forwarded.as_json() if parsed.forwarded else None
     message.evidence = [e.as_dict() for e in result.evidence]
     message.error = None

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm_mailer.mail.parse import parse_message
 from tests.conftest import SmtpClient, load_directory
+from tests.integration.test_reconciliation import decide
 from tests.integration.test_smtp_ingest import history, pending
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "eml"
@@ -64,3 +65,27 @@ async def test_a_forwarded_customer_mail_is_filed_on_its_sender(
         [item] = await pending(sessions)
         assert (item["reasons"], item["candidates"]["leads"]) == QUEUED[name]
         assert await history(sessions) == []
+
+
+async def test_rematch_still_reads_the_forwarded_originals_sender(
+        sessions: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    """Bob is not a contact yet: the forward waits; once he is imported, rematch files it
+    on him, from the stored reading of the original (the body is not parsed again)."""
+    document = json.loads((FIXTURES / "directory.json").read_text())
+    tenant = document["tenants"][0]
+    without_bob = json.loads(json.dumps(document))
+    without_bob["tenants"][0]["contacts"] = [c for c in tenant["contacts"]
+                                             if c["email"] != "bob@acme.com"]
+    for lead in without_bob["tenants"][0]["leads"]:
+        if lead.get("contact") == "bob@acme.com":
+            del lead["contact"]
+    await load_directory(sessions, without_bob)
+    raw = (FORWARDS / "outlook365_de.eml").read_bytes()
+    assert (await smtp.send(raw, sender="alice@xyz.de")).code == 250
+    [item] = await pending(sessions)
+    assert item["reasons"] == ["no_contact"] and item["candidates"]["leads"] == [11111]
+    await load_directory(sessions, document)
+    report = await decide(sessions, "rematch")
+    assert report.filed == 1
+    [entry] = await history(sessions)
+    assert (entry["lead"], entry["contact"]) == (11111, "bob@acme.com")

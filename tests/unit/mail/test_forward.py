@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 import time
 from pathlib import Path
 
@@ -412,3 +413,12 @@ def test_any_mix_of_block_lines_gives_an_original_or_none_never_an_error(
         assert found.from_address is None or "@" in found.from_address
         assert all("@" in address for address in (*found.to, *found.cc))
         assert found.source.startswith("inline:")
+
+
+def test_a_stored_original_reads_back_the_same() -> None:
+    raw = (Path(__file__).resolve().parents[3] / "fixtures" / "eml" / "conversation"
+           / "forward" / "thunderbird_rfc822_attachment.eml").read_bytes()
+    original = parse_message(raw).forwarded
+    assert original is not None
+    stored = json.loads(json.dumps(original.as_json()))
+    assert ForwardedOriginal.from_json(stored) == original

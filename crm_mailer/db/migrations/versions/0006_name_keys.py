@@ -7,8 +7,9 @@ Revises: 0005
 Issue 9, rule 3: a lead or project is found by its whole name in the subject, compared
 casefolded and word by word (crm_mailer.matching.subject.name_key). SQL's lower() is not
 casefold (SQLite's folds only ASCII), so the key is computed in Python, stored beside the
-name and indexed per tenant. Rule 2: rematch follows a reply's thread from the stored
-references (NULL for mail stored before: it is matched as before).
+name and indexed per tenant. Rules 2 and 9: rematch follows a reply's thread from the
+stored references, and a forward's original from the stored reading of it (NULL for mail
+stored before: it is matched as before).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def upgrade() -> None:
                                .values(name_key=sa.bindparam("key")), keys)
         op.create_index(f"ix_{table}_tenant_id_name_key", table, ["tenant_id", "name_key"])
     op.add_column("inbound_messages", sa.Column("thread_references", sa.JSON(), nullable=True))
+    op.add_column("inbound_messages", sa.Column("forwarded", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
@@ -70,6 +72,7 @@ def downgrade() -> None:
     op.execute("DROP VIEW crm_history")
     with op.batch_alter_table("inbound_messages") as batch:
         batch.drop_column("thread_references")
+        batch.drop_column("forwarded")
     for table in TABLES:
         op.drop_index(f"ix_{table}_tenant_id_name_key", table_name=table)
         with op.batch_alter_table(table) as batch:
