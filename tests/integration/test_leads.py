@@ -316,10 +316,22 @@ async def test_sales_task_is_created_once_per_company(leads: LeadLibrary) -> Non
     again = await leads.sales_task("acme")
     other = await leads.sales_task("globex")
     assert first == again
-    assert (first.project, first.task, first.company) == (20002, "ACME AG", "acme")
+    assert first.as_json() == {"project": 20002, "task_id": first.task_id, "task": "ACME AG",
+                               "company": "acme"}  # sales-task --format json
     assert other.project == first.project and other.task_id != first.task_id
     lead = await leads.convert_to_project(11112)  # the sales project took a number
     assert lead.number == 20003
+
+
+async def test_a_status_may_take_a_name_only_another_tenant_uses_but_not_its_own(
+        leads: LeadLibrary) -> None:
+    statuses = StatusLibrary(leads.session, leads.tenant)
+    with pytest.raises(Conflict, match="status 'Angebot' exists already"):
+        await statuses.rename("Erstkontakt", "Angebot")
+    views = await statuses.rename("Angebot", "Neu")  # the other tenant's status
+    assert [v.name for v in views] == ["Erstkontakt", "Neu", "Gewonnen", "Verloren"]
+    with pytest.raises(InvalidRequest, match=r"exactly once; unknown: Offen$"):
+        await statuses.reorder(["Erstkontakt", "Neu", "Gewonnen", "Verloren", "Offen"])
 
 
 async def test_update_renames_and_changes_one_lead(leads: LeadLibrary) -> None:
