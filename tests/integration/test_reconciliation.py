@@ -80,6 +80,14 @@ async def test_confirming_the_suggestion_files_it(crm: async_sessionmaker[AsyncS
     assert item["candidates"]["leads"] == [11111]  # acme's single open lead (issue 9, rule 4)
     entry = await decide(crm, "confirm", item["id"], by="anna")
     assert (entry["company"], entry["contact"], entry["lead"]) == ("acme", "bob@acme.com", 11111)
+    assert entry["participants"] == ["bob@acme.com"]  # not the other tenant's bob as well
+
+
+async def test_confirmed_mail_keeps_every_known_recipient_as_a_participant(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    item = await queued(smtp, crm, subject="Angebot ohne Nummer", cc="carol@acme.com")
+    entry = await decide(crm, "confirm", item["id"], by="anna", contact="bob@acme.com")
+    assert entry["participants"] == ["bob@acme.com", "carol@acme.com"]
 
 
 async def test_two_people_confirming_at_once_exactly_one_wins(
