@@ -31,6 +31,7 @@ from crm_mailer.db import migrate
 from crm_mailer.db.engine import create_engine, session_factory
 from crm_mailer.directory.importer import ImportReport, import_tenant
 from crm_mailer.directory.spec import parse_directory
+from crm_mailer.mail.freemail import FREE_MAIL
 from crm_mailer.settings import Settings
 from crm_mailer.smtp.server import SmtpServer
 from tests import factories
@@ -165,10 +166,11 @@ async def until_blocked_on_a_lock(sessions: async_sessionmaker[AsyncSession]) ->
 
 
 async def load_directory(sessions: async_sessionmaker[AsyncSession],
-                         document: dict[str, Any]) -> ImportReport:
+                         document: dict[str, Any], *,
+                         free_mail: frozenset[str] = FREE_MAIL) -> ImportReport:
     report = ImportReport()
     async with sessions() as session, session.begin():
-        for spec in parse_directory(factories.dumps(document)):
+        for spec in parse_directory(factories.dumps(document), free_mail=free_mail):
             await import_tenant(session, spec, report)
     return report
 

@@ -178,7 +178,7 @@ async def test_tenants_never_see_each_others_directory(
     assert (await smtp.send(factories.mail(subject="Lead 77777"))).code == 250
     [queued] = await pending(sessions, "xyz")
     assert queued["reasons"] == ["unknown_number"]
-    assert queued["candidates"]["leads"] == []
+    assert queued["candidates"]["leads"] == [11111]  # xyz's own single open lead, suggested
     # other's own sender: xyz's contact bob is not other's authorization source for xyz.
     raw = factories.mail(sender="eve@other.example", subject="Lead 11111")
     assert (await smtp.send(raw, sender="eve@other.example")).code == 550
@@ -205,7 +205,8 @@ async def test_uncertain_mail_is_queued_with_reasons_and_candidates(
     assert reply.code == 250 and "confirmation" in reply.text
     [item] = await pending(example)
     assert item["reasons"] == ["no_number"]
-    assert item["candidates"] == {"leads": [], "projects": [], "contacts": ["bob@acme.com"],
+    # 11111: acme's single open lead, the suggestion (issue 9, rule 4).
+    assert item["candidates"] == {"leads": [11111], "projects": [], "contacts": ["bob@acme.com"],
                                   "companies": ["acme"]}
     assert await history(example) == []
 
