@@ -327,26 +327,38 @@ async def what_was_read(sessions: async_sessionmaker[AsyncSession]) -> dict[str,
                 for m in await session.scalars(select(InboundMessage))}
 
 
-@pytest.mark.parametrize("case", ["forward_with_attachment", "inbound_reply",
-                                  "outbound_cc_header", "hostile/null_sender_delivery_report"])
+def fixture_case(name: str) -> tuple[bytes, str]:
+    """A fixture message and the envelope sender it comes with."""
+    envelope = json.loads((FIXTURES / f"{name}.expected.json").read_text())["envelope"]
+    return (FIXTURES / f"{name}.eml").read_bytes(), envelope["from"]
+
+
+NO_FROM = factories.mail(message_id="<no-from@xyz.de>").replace(
+    b"From: Alice Adler <alice@xyz.de>\r\n", b"")
+
+
+@pytest.mark.parametrize(("raw", "sender"), [
+    fixture_case("forward_with_attachment"), fixture_case("inbound_reply"),
+    fixture_case("outbound_cc_header"), fixture_case("hostile/null_sender_delivery_report"),
+    (NO_FROM, "alice@xyz.de"),  # the envelope sender stands in for the From
+], ids=["forward_with_attachment", "inbound_reply", "outbound_cc_header",
+        "null_sender_report", "no_from"])
 async def test_reprocessed_mail_is_stored_as_if_it_had_been_read_at_once(
-        case: str, sessions: async_sessionmaker[AsyncSession], smtp: SmtpClient,
+        raw: bytes, sender: str, sessions: async_sessionmaker[AsyncSession], smtp: SmtpClient,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    # Policy 'header' lets the null-sender report in; the mail is kept unprocessable, then
-    # a copy under another Message-ID is read at once: after reprocessing they agree.
+    # Policy 'header' lets the null-sender report and the mail without From in; the mail is
+    # kept unprocessable, then a copy under another Message-ID is read at once: after
+    # reprocessing they agree.
     document = json.loads((FIXTURES / "directory.json").read_text())
     for tenant in document["tenants"]:
         tenant["sender_policy"] = "header"
     await load_directory(sessions, document)
-    raw = (FIXTURES / f"{case}.eml").read_bytes()
-    envelope = json.loads((FIXTURES / f"{case}.expected.json").read_text())["envelope"]
     copy = re.sub(rb"(?im)^message-id:[^\r\n]*", b"Message-ID: <at-once@test>", raw, count=1)
     with monkeypatch.context() as patch:
         patch.setattr(pipeline, "run", broken)
-        assert (await smtp.send(raw, sender=envelope["from"], recipients=["crm@xyz.hq.example"])
+        assert (await smtp.send(raw, sender=sender, recipients=["crm@xyz.hq.example"])
                 ).code == 250
-    assert (await smtp.send(copy, sender=envelope["from"], recipients=["crm@xyz.hq.example"])
-            ).code == 250
+    assert (await smtp.send(copy, sender=sender, recipients=["crm@xyz.hq.example"])).code == 250
     report = await reprocess_xyz(sessions)
     report.pop("skipped (not unprocessable)", None)  # the copy, if it waits too
     assert report in ({"filed": 1}, {"queued": 1}), report
