@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm_mailer.db.engine import writing
-from crm_mailer.db.models import HistoryChange
+from crm_mailer.db.models import HistoryChange, HistoryEntry
 from crm_mailer.directory.importer import import_tenant
 from crm_mailer.directory.report import ImportReport
 from crm_mailer.directory.spec import parse_directory
@@ -212,6 +212,25 @@ async def test_two_moves_of_one_entry_keep_an_unbroken_audit_trail(
             HistoryChange.history_entry_id == entry["id"]).order_by(HistoryChange.id))).all()
     assert [c.changed_by for c in changes] == ["anna", "ben"]
     assert changes[1].before == changes[0].after  # ben's change starts where anna's ended
+
+
+async def test_a_move_in_a_session_still_holding_the_entry_starts_from_what_is_committed(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    # The app's session holds the entry, then someone moves it; the app's move back must
+    # start from the entry as committed, not from the copy its session still holds.
+    assert (await smtp.send(factories.mail(subject="Lead 11111"))).code == 250
+    [entry] = await history(crm)
+    async with crm() as app:
+        async with app.begin():
+            tenant = await tenant_scope(app, "xyz")
+            held = await app.get(HistoryEntry, entry["id"])
+        async with writing(crm) as other:
+            await (await queue(other)).move(entry["id"], by="ben", project=20001)
+        async with app.begin():
+            back = await ReconciliationQueue(app, tenant).move(entry["id"], by="anna",
+                                                                lead=11111)
+    assert (back["lead"], back["project"]) == (11111, None) and held is not None
+    assert [(e["lead"], e["project"]) for e in await history(crm)] == [(11111, None)]
 
 
 # --- a status deleted while leads are set to it -------------------------------------------
