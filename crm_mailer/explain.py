@@ -17,7 +17,7 @@ from crm_mailer.ingest import IngestConfig, proof_verdicts
 from crm_mailer.mail.addresses import normalize_address
 from crm_mailer.mail.parse import header_block, parse_message, sender_claim
 from crm_mailer.matching import pipeline
-from crm_mailer.matching.decide import Filed, Queued
+from crm_mailer.matching.decide import Filed, Ignored, Queued
 from crm_mailer.matching.facts import MatchInput
 from crm_mailer.matching.number import subject_numbers
 
@@ -27,7 +27,7 @@ class Explanation:
     """What would happen to the message, and the evidence of every step."""
 
     tenant: str
-    outcome: str  # filed, queued, ignored, refused
+    outcome: str  # filed, queued, ignored, discarded, refused
     summary: str
     evidence: tuple[dict[str, Any], ...]
 
@@ -60,7 +60,15 @@ async def explain(session: AsyncSession, slug: str, raw: bytes, config: IngestCo
     evidence = tuple(e.as_dict() for e in result.evidence)
     decision = result.decision
     if isinstance(decision, pipeline.Refused):
-        return Explanation(slug, "refused", decision.why or "sender not authorized", evidence)
+        why = decision.why or "sender not authorized"
+        if (machine := parsed.machine) is not None:  # SMTP answers 250 and stores nothing
+            return Explanation(slug, "discarded", f"machine mail ({machine.reason.value}) "
+                               f"from a sender the tenant does not take: {why}", evidence)
+        return Explanation(slug, "refused", why, evidence)
+    if isinstance(decision, Ignored):
+        return Explanation(slug, "ignored", f"machine mail ({decision.reason.value}, "
+                           f"{decision.header}: {decision.value}): kept, neither filed nor "
+                           "queued", evidence)
     if isinstance(decision, Filed):
         record = decision.record
         return Explanation(slug, "filed", f"filed on {record.kind} {record.number}, contact "

@@ -40,7 +40,7 @@ from crm_mailer.mail.parse import (
 )
 from crm_mailer.mail.proof import DnsTxt, Proof, SenderPolicy, Verdict, prove, system_dns, verdict
 from crm_mailer.matching import pipeline, sender
-from crm_mailer.matching.decide import Filed, Queued, Reason, candidates
+from crm_mailer.matching.decide import Filed, Ignored, Queued, Reason, candidates
 from crm_mailer.matching.facts import MatchInput
 from crm_mailer.matching.number import subject_numbers
 from crm_mailer.matching.pipeline import Findings
@@ -62,8 +62,12 @@ STORAGE_ERRORS: tuple[type[BaseException], ...] = (
 
 
 class Outcome(StrEnum):
+    """What one delivery did for one tenant, as the log line says it."""
+
     FILED = "filed"
     QUEUED = "queued"
+    IGNORED = "ignored"  # machine mail: stored, neither filed nor queued
+    DISCARDED = "discarded"  # machine mail from a sender the tenant does not take: not stored
     DUPLICATE = "duplicate"
     REFUSED = "refused"
     UNPROCESSABLE = "unprocessable"
@@ -361,6 +365,8 @@ async def _ingest_for_tenant(session: AsyncSession, tenant: repositories.TenantR
     result = pipeline.run(match, facts)
     decision = result.decision
     if isinstance(decision, pipeline.Refused):
+        if (machine := match.message.machine) is not None:  # as at the edge: not stored
+            return TenantOutcome(tenant.slug, Outcome.DISCARDED, (machine.reason.value,))
         return TenantOutcome(tenant.slug, Outcome.REFUSED, ("sender_not_authorized",))
     assert result.findings.direction is not None
     message = match.message
@@ -383,9 +389,12 @@ async def _ingest_for_tenant(session: AsyncSession, tenant: repositories.TenantR
         "thread_references": list(message.references),
         "forwarded": message.forwarded.as_json() if message.forwarded else None,
         "raw": raw,
+        "ignored": decision.reason if isinstance(decision, Ignored) else None,
     })
     if message_row_id is None:
         return TenantOutcome(tenant.slug, Outcome.DUPLICATE)
+    if isinstance(decision, Ignored):  # machine mail: kept as received, nothing more
+        return TenantOutcome(tenant.slug, Outcome.IGNORED, (decision.reason.value,))
     if isinstance(decision, Filed):
         await repositories.file_decision(session, tenant.id, message_row_id, decision,
                                          filed_by=FILED_BY)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, case, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import aliased, defer
 
 from crm_mailer.db.models import (
     Company,
@@ -124,3 +124,60 @@ async def list_pending(session: AsyncSession, tenant_id: int, *, include_resolve
         }
         for pending in (await session.scalars(query)).all()
     ]
+
+
+# What became of a received message, in the order that decides: a history entry (a filed
+# mail may also wait for a review), the machine-mail reason, the queue item's state. The
+# view crm_messages (migration 0007) reads it the same way.
+OUTCOMES = ("filed", "queued", "ignored", "refused", "expired")
+OUTCOME: ColumnElement[str | None] = case(
+    (HistoryEntry.id.is_not(None), "filed"),
+    (InboundMessage.ignored.is_not(None), "ignored"),
+    (PendingMatch.state == PendingState.WAITING, "queued"),
+    (PendingMatch.state == PendingState.REJECTED, "refused"),
+    (PendingMatch.state == PendingState.EXPIRED, "expired"),
+)
+
+
+async def list_messages(session: AsyncSession, tenant_id: int, *, outcome: str | None = None,
+                        limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+    """The tenant's received messages, newest first, each with its outcome and reasons.
+
+    `outcome` keeps only messages with that outcome (one of OUTCOMES).
+    """
+    query = (
+        select(InboundMessage, OUTCOME, HistoryEntry.id, PendingMatch.id, PendingMatch.reasons,
+               PendingMatch.note)
+        .outerjoin(HistoryEntry, HistoryEntry.inbound_message_id == InboundMessage.id)
+        .outerjoin(PendingMatch, PendingMatch.inbound_message_id == InboundMessage.id)
+        .where(InboundMessage.tenant_id == tenant_id)
+        .options(defer(InboundMessage.raw), defer(InboundMessage.body))
+        .order_by(InboundMessage.id.desc())
+        .offset(offset)
+        .limit(limit)
+    )
+    if outcome is not None:
+        query = query.where(OUTCOME == outcome)
+    rows = (await session.execute(query)).all()
+    return [
+        {
+            "id": message.id,
+            **message_fields(message),
+            "outcome": found,
+            "reasons": [message.ignored.value] if message.ignored is not None else
+            reasons if reasons is not None else [],
+            "machine": _machine_evidence(message) if message.ignored is not None else None,
+            "note": note,
+            "history": entry_id,
+            "pending": pending_id,
+        }
+        for message, found, entry_id, pending_id, reasons, note in rows
+    ]
+
+
+def _machine_evidence(message: InboundMessage) -> dict[str, Any] | None:
+    """The header and value that showed a machine wrote the message, as the step found them."""
+    for evidence in message.evidence:
+        if evidence.get("step") == "machine" and "header" in evidence:
+            return {"header": evidence["header"], "value": evidence.get("value")}
+    return None

@@ -29,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
+from crm_mailer.mail.machine import MachineReason
 from crm_mailer.mail.proof import SenderPolicy
 from crm_mailer.matching.facts import Direction
 from crm_mailer.matching.subject import name_key
@@ -294,7 +295,8 @@ class InboundMessage(Base):
     """One received message for one tenant: the raw bytes and what was read from them."""
 
     __tablename__ = "inbound_messages"
-    __table_args__ = (UniqueConstraint("tenant_id", "message_id"),)
+    __table_args__ = (UniqueConstraint("tenant_id", "message_id"),
+                      Index("ix_inbound_messages_tenant", "tenant_id", "id"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     message_id: Mapped[str] = mapped_column(String(320))
@@ -323,6 +325,10 @@ class InboundMessage(Base):
     raw_chunks: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     # Why the message could not be read or matched (then it waits as `unprocessable`).
     error: Mapped[str | None] = mapped_column(Text)
+    # Set for machine mail (an auto-reply, a report, list traffic): kept with this reason,
+    # neither filed nor queued. Every other outcome follows from the history entry or the
+    # queue item (crm_mailer.views.OUTCOME).
+    ignored: Mapped[MachineReason | None] = mapped_column(_enum(MachineReason, "machine_reason"))
 
 
 class MessageChunk(Base):

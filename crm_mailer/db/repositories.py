@@ -273,6 +273,7 @@ async def insert_message_once(session: AsyncSession, values: dict[str, Any]) -> 
     statement = _INSERT_MESSAGE[session.get_bind().dialect.name]
     connection = await session.connection()
     values.setdefault("error", None)
+    values.setdefault("ignored", None)
     for column in ("envelope_sender", "sender"):  # never fail on a value that cannot fit
         values[column] = fit(values[column], _ADDRESS_COLUMN)
     raw: bytes = values["raw"]

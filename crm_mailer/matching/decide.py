@@ -1,4 +1,5 @@
-"""Decision: certain -> a contact-history entry; anything else -> the confirmation queue.
+"""Decision: certain -> a contact-history entry; machine mail -> kept, nothing more;
+anything else -> the confirmation queue.
 
 Certain means exactly one lead or project matched, a contact matched, and that
 record's company is set and is the contact's company.
@@ -9,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from crm_mailer.mail.machine import MachineReason
 from crm_mailer.matching.facts import (
     CompanyRef,
     ContactRef,
@@ -74,7 +76,17 @@ class Queued:
     candidates: dict[str, list[int | str]]
 
 
-Decision = Filed | Queued
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """Machine mail (an auto-reply, a report, list traffic): kept as received with the
+    reason and the header that shows it, neither filed nor queued."""
+
+    reason: MachineReason
+    header: str
+    value: str
+
+
+Decision = Filed | Queued | Ignored
 
 
 # Why a single record that is not the contact's company's is uncertain, by who found it.
@@ -82,6 +94,9 @@ _MISMATCH = {"thread": Reason.THREAD_CONFLICT, "name": Reason.OTHER_COMPANYS_NAM
 
 
 def decide(match: MatchInput, facts: TenantFacts, findings: Findings) -> tuple[Decision, Evidence]:
+    if (machine := findings.machine) is not None:
+        return (Ignored(machine.reason, machine.header, machine.value),
+                Evidence(NAME, "ignored", {"reasons": [machine.reason.value]}))
     reasons: list[Reason] = []
     records = findings.records
     if findings.waiting is not None:

@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from crm_mailer.mail.addresses import address_domain
+from crm_mailer.mail.machine import MachineMail
 from crm_mailer.mail.parse import ParsedMessage
 from crm_mailer.mail.proof import SenderPolicy, Verdict, registrable_domain
 from crm_mailer.matching.subject import words
@@ -152,6 +153,8 @@ class Findings:
 
     direction: Direction | None = None
     contacts: tuple[ContactRef, ...] = ()
+    # Set by the machine step when a machine wrote the mail: it is decided then and there.
+    machine: MachineMail | None = None
     company: CompanyRef | None = None
     records: tuple[RecordRef, ...] = ()
     # Which step found the records: "number", "thread" or "name".

@@ -9,6 +9,7 @@ from crm_mailer.matching import (
     company,
     contact,
     decide,
+    machine,
     name,
     number,
     sender,
@@ -23,9 +24,12 @@ Step = Callable[[MatchInput, TenantFacts, Findings], Findings]
 
 # Tenant is resolved before this (by the envelope recipient's host); decide comes after.
 # Contact precedes company: outbound, the company is the matched contact's.
+# Machine follows contact (a list post from a contact is a person's) and ends the run when
+# it finds machine mail: no later rule may file it.
 STEPS: tuple[Step, ...] = (
     sender.check,
     contact.check,
+    machine.check,
     company.check,
     number.check,       # a number that points to one lead or project wins over all below
     thread.check,       # else the nearest filed (or waiting) mail it replies to
@@ -53,12 +57,14 @@ class MatchResult:
 
 
 def run(match: MatchInput, facts: TenantFacts) -> MatchResult:
-    """Run the steps in order; stop at an unauthorized sender."""
+    """Run the steps in order; stop at an unauthorized sender, or at machine mail."""
     findings = Findings()
     for step in STEPS:
         findings = step(match, facts, findings)
         if findings.direction is None:
             why = str(findings.evidence[-1].detail.get("why", "")) if findings.evidence else ""
             return MatchResult(findings, Refused(match.sender, why))
+        if findings.machine is not None:
+            break
     decision, evidence = decide.decide(match, facts, findings)
     return MatchResult(replace(findings, evidence=(*findings.evidence, evidence)), decision)

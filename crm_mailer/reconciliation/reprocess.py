@@ -24,7 +24,7 @@ from crm_mailer.leads.scope import TenantScope
 from crm_mailer.mail.addresses import normalize_address
 from crm_mailer.mail.parse import header_block, parse_message, sender_claim
 from crm_mailer.matching import pipeline
-from crm_mailer.matching.decide import Filed, Queued, Reason
+from crm_mailer.matching.decide import Filed, Ignored, Queued, Reason
 from crm_mailer.matching.facts import MatchInput
 from crm_mailer.matching.number import subject_numbers
 from crm_mailer.reconciliation.queue import file_waiting
@@ -40,7 +40,9 @@ async def reprocess(session: AsyncSession, tenant: TenantScope, config: IngestCo
 
     Filed mail leaves the queue (confirmed by crm-mailer), uncertain mail waits with its
     real reasons, mail now refused (a limit, an unproven sender) is rejected with the
-    reason, and mail that still fails stays unprocessable with the new error.
+    reason, machine mail is ignored as it would have been at once (its item rejected by
+    crm-mailer, saying why), and mail that still fails stays unprocessable with the new
+    error.
     """
     row = await session.get_one(Tenant, tenant.id)
     ref = repositories.TenantRef(row.id, row.slug, row.review, row.sender_policy)
@@ -71,7 +73,8 @@ async def _again(session: AsyncSession, tenant: repositories.TenantRef, pending:
         envelope = normalize_address(message.envelope_sender) or None
         verdicts = await proof_verdicts(raw, block, claim, message.envelope_sender,
                                         [tenant.sender_policy], config)
-        parsed = parse_message(raw, config.limits, block)
+        parsed = parse_message(raw, config.limits, block,
+                               envelope_sender=message.envelope_sender)
         match = MatchInput(parsed, envelope, subject_numbers(parsed.subject), verdicts)
         facts = await repositories.load_facts(session, tenant, match)
         result = pipeline.run(match, facts)
@@ -85,6 +88,11 @@ async def _again(session: AsyncSession, tenant: repositories.TenantRef, pending:
     if isinstance(decision, pipeline.Refused):
         return _reject(pending, decision.why or "sender not authorized")
     _update(message, match, result)
+    if isinstance(decision, Ignored):
+        message.ignored = decision.reason
+        _reject(pending, f"machine mail ({decision.reason.value}): "
+                         f"{decision.header}: {decision.value}")
+        return "ignored"
     if isinstance(decision, Filed):
         await file_waiting(session, pending, decision, tenant, by=REPROCESS_BY)
         return "filed"

@@ -145,6 +145,8 @@ class IngestHandler:
             return replies.S250_QUEUED
         if Outcome.UNPROCESSABLE in kept:
             return replies.S250_UNPROCESSABLE
+        if kept & {Outcome.IGNORED, Outcome.DISCARDED}:
+            return replies.S250_MACHINE_MAIL
         return replies.S250_DUPLICATE
 
 

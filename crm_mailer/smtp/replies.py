@@ -7,6 +7,9 @@ S250_RCPT_OK = "250 2.1.5 OK"
 S250_FILED = "250 2.0.0 Message accepted and filed"
 S250_QUEUED = "250 2.0.0 Message accepted, waiting for confirmation"
 S250_DUPLICATE = "250 2.0.0 Message already received"
+# Issue 9, rule 8: an auto-reply, a report or list traffic; whether it was kept or dropped
+# is no business of the sending machine, and a refusal would only make a bounce.
+S250_MACHINE_MAIL = "250 2.0.0 Message accepted; machine mail is not filed"
 S421_SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
 S451_STORAGE = "451 4.3.0 Temporary storage failure, try again later"
 S451_INTERNAL = "451 4.3.0 Temporary local error, try again later"

@@ -44,9 +44,10 @@ def test_queue_session_through_the_cli(env: dict[str, str], tmp_path: Path) -> N
     assert "domain of bob@acme.com" in shown
     steps = shown.split("how it was matched:\n")[1].split("\n\n")[0].splitlines()
     assert [line.split()[0] for line in steps] == [
-        "sender", "contact", "company", "number", "thread", "name", "single_lead", "decide"]
-    assert steps[3].split()[1:3] == ["lead", "11111,"]  # number: lead 11111, project 20001
-    assert "the subject number decides" in steps[4]
+        "sender", "contact", "machine", "company", "number", "thread", "name", "single_lead",
+        "decide"]
+    assert steps[4].split()[1:3] == ["lead", "11111,"]  # number: lead 11111, project 20001
+    assert "the subject number decides" in steps[5]
 
     entry = json.loads(ok(env, "pending", "confirm", str(several["id"]), "--lead", "11111",
                           "--format", "json"))

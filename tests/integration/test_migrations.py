@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -12,7 +13,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm_mailer.db import migrate
+from crm_mailer.db.engine import session_factory
 from crm_mailer.db.models import Base
+from crm_mailer.views import list_messages
 
 
 async def test_migrated_schema_matches_the_models(engine: AsyncEngine) -> None:
@@ -117,3 +120,65 @@ async def test_0006_gives_existing_leads_and_projects_their_name_keys(
         keys = [(await connection.execute(text(f"SELECT name_key FROM {table}"))).scalar_one()
                 for table in ("projects", "leads")]
     assert keys == ["übernahme strasse", "website-relaunch strasse"]
+
+
+async def test_0007_shows_every_stored_message_with_the_outcome_it_had(
+        engine: AsyncEngine) -> None:
+    """Nothing is backfilled: the outcome follows from the rows a message has. The view
+    crm_messages and crm_mailer.views.list_messages read it alike; ignored is new."""
+    message = (
+        "INSERT INTO inbound_messages (id, tenant_id, message_id, message_id_derived, "
+        "received_at, envelope_sender, envelope_recipients, direction, sender, recipients_to, "
+        "recipients_cc, subject, sent_at, body, attachments, evidence, raw, raw_chunks) "
+        "VALUES ({id}, 1, 'm{id}@x', false, CURRENT_TIMESTAMP, '', '[]', 'inbound', "
+        "'bob@acme.com', '[]', '[]', 's', CURRENT_TIMESTAMP, '', '[]', '[]', '', 0)")
+    pending = ("INSERT INTO pending_matches (id, tenant_id, inbound_message_id, state, "
+               "reasons, candidates, created_at, note) "
+               "VALUES ({id}, 1, {id}, '{state}', '{reasons}', '{{}}', CURRENT_TIMESTAMP, "
+               "{note})")
+    async with engine.begin() as connection:
+        await connection.run_sync(downgrade_to("0006"))
+        await connection.execute(text(
+            "INSERT INTO tenants (id, slug, name, review, sender_policy, created_at) "
+            "VALUES (1, 't', 'T', 'uncertain', 'aligned', CURRENT_TIMESTAMP)"))
+        for row_id in range(1, 6):
+            await connection.execute(text(message.format(id=row_id)))
+        await connection.execute(text(
+            "INSERT INTO history_entries (id, tenant_id, inbound_message_id, filed_at, "
+            "filed_by) VALUES (1, 1, 1, CURRENT_TIMESTAMP, 'crm-mailer')"))
+        for row_id, state, reasons, note in (
+                (2, "waiting", '["no_number"]', "NULL"),
+                (3, "rejected", '["no_contact"]', "'spam'"),
+                (4, "expired", '["unknown_number"]', "NULL"),
+                (5, "waiting", '["unprocessable"]', "NULL")):
+            await connection.execute(text(pending.format(id=row_id, state=state,
+                                                         reasons=reasons, note=note)))
+    await migrate.upgrade(engine)
+    async with engine.begin() as connection:  # ignored at once, and after reprocessing
+        for row_id, reason in ((6, "auto_reply"), (7, "delivery_report")):
+            await connection.execute(text(message.format(id=row_id)))
+            await connection.execute(text(
+                f"UPDATE inbound_messages SET ignored = '{reason}' WHERE id = {row_id}"))
+        await connection.execute(text(pending.format(id=7, state="rejected",
+                                                     reasons='["unprocessable"]',
+                                                     note="'machine mail'")))
+    async with engine.connect() as connection:
+        rows = (await connection.execute(text(
+            "SELECT id, tenant, outcome, reasons, note, history_id, pending_id "
+            "FROM crm_messages ORDER BY id"))).all()
+    shown = [(row_id, tenant, outcome, json.loads(reasons) if isinstance(reasons, str)
+              else reasons, note, entry, item)
+             for row_id, tenant, outcome, reasons, note, entry, item in rows]
+    assert shown == [
+        (1, "t", "filed", [], None, 1, None),
+        (2, "t", "queued", ["no_number"], None, None, 2),
+        (3, "t", "refused", ["no_contact"], "spam", None, 3),
+        (4, "t", "expired", ["unknown_number"], None, None, 4),
+        (5, "t", "queued", ["unprocessable"], None, None, 5),
+        (6, "t", "ignored", ["auto_reply"], None, None, None),
+        (7, "t", "ignored", ["delivery_report"], "machine mail", None, 7),
+    ]
+    async with session_factory(engine)() as session:
+        listed = await list_messages(session, 1)
+    assert [(m["id"], m["outcome"], m["reasons"], m["note"], m["history"], m["pending"])
+            for m in reversed(listed)] == [row[:1] + row[2:] for row in shown]

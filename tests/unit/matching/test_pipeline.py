@@ -70,8 +70,9 @@ def test_outbound_certain_match_is_filed_with_contact_company_and_lead() -> None
     result = run("XYZ Lead 11111")
     assert result.decision == Filed(LEAD_ACME, ACME, BOB, (BOB,))
     assert result.findings.direction is Direction.OUTBOUND
-    assert [e.step for e in result.evidence] == ["sender", "contact", "company", "number",
-                                                 "thread", "name", "single_lead", "decide"]
+    assert [e.step for e in result.evidence] == ["sender", "contact", "machine", "company",
+                                                 "number", "thread", "name", "single_lead",
+                                                 "decide"]
 
 
 def test_inbound_reply_matches_the_sender_as_contact() -> None:
