@@ -28,6 +28,7 @@ from crm_mailer.errors import (
 )
 from crm_mailer.mail.addresses import address_domain, normalize_address
 from crm_mailer.mail.header_block import HeaderBlock, unfold
+from crm_mailer.mail.machine import MachineMail, machine_mail
 from crm_mailer.mail.parse import (
     DEFAULT_LIMITS,
     Limits,
@@ -112,6 +113,15 @@ class TenantOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class SenderCheck:
+    """The edge's verdict on the From for the addressed tenants, before the message is parsed."""
+
+    verdicts: dict[SenderPolicy, Verdict]
+    tenants: tuple[str, ...] = ()  # the addressed tenants' slugs
+    refusal: MessageRefused | None = None  # why no addressed tenant takes mail from this sender
+
+
+@dataclass(frozen=True, slots=True)
 class IngestResult:
     message_id: str
     outcomes: tuple[TenantOutcome, ...]
@@ -182,23 +192,31 @@ async def ingest(sessions: async_sessionmaker[AsyncSession], *, raw: bytes,
     """Read, match and store one message for every tenant it was addressed to.
 
     Returns only after the transaction committed. Raises StorageUnavailable when the
-    database failed (nothing stored; retry) and MessageRefused for input past a limit
-    (nothing stored; do not retry). Any other failure keeps the raw message as
-    unprocessable for its tenants, so that no relay retries forever and nothing is lost.
+    database failed (nothing stored; retry) and MessageRefused for input past a limit or
+    from a sender no addressed tenant takes (nothing stored; do not retry). Machine mail
+    from such a sender is not refused but discarded: nothing is stored, and the reply is
+    250 all the same, so that no bounce goes back to a machine. Any other failure keeps the
+    raw message as unprocessable for its tenants, so that no relay retries forever and
+    nothing is lost.
     """
     started = time.perf_counter()
     limits = config.limits
     block = None
     try:
-        block, claim = await _off_loop(lambda: _head(raw, limits), config.processing_timeout)
-        _null_sender_only_for_reports(envelope_sender, block)
+        head = await _off_loop(lambda: _head(raw, limits, envelope_sender),
+                               config.processing_timeout)
+        block = head.block
         sender = normalize_address(envelope_sender or "") or None
-        verdicts = await _sender_check(sessions, raw, block, claim, sender, recipients,
-                                       config)
+        checked = await _sender_check(sessions, raw, block, head.claim, sender, recipients,
+                                      config)
+        if checked.refusal is not None:
+            if head.machine is None:
+                raise checked.refusal
+            return await _discard(head, raw, checked, started)
         message = await _off_loop(
             lambda: parse_message(raw, limits, block, envelope_sender=envelope_sender or ""),
             config.processing_timeout)
-        match = MatchInput(message, sender, subject_numbers(message.subject), verdicts)
+        match = MatchInput(message, sender, subject_numbers(message.subject), checked.verdicts)
         return await _store(sessions, match, raw, recipients, config, started)
     except (MessageRefused, StorageUnavailable):
         raise
@@ -214,19 +232,28 @@ async def ingest(sessions: async_sessionmaker[AsyncSession], *, raw: bytes,
             local_part=config.local_part, error=describe_error(exc), started=started)
 
 
-def _head(raw: bytes, limits: Limits) -> tuple[HeaderBlock, str | None]:
-    """The header block and the From it claims: one trip to a reader thread for both."""
+@dataclass(frozen=True, slots=True)
+class _Head:
+    """What the header block says before anything is looked up."""
+
+    block: HeaderBlock
+    claim: str | None  # the one From address
+    machine: MachineMail | None  # set when a machine wrote the message
+
+
+def _head(raw: bytes, limits: Limits, envelope_sender: str | None) -> _Head:
+    """The header block, the From it claims and whether a machine wrote the message: one
+    trip to a reader thread for all three.
+
+    The null envelope sender (MAIL FROM:<>) is kept for what machines send (RFC 5321
+    4.5.5), so it always reads as machine mail: a delivery report, unless the headers say
+    more precisely what wrote it.
+    """
     block = header_block(raw, limits, smtp=True)
-    return block, sender_claim(block, limits)
-
-
-def _null_sender_only_for_reports(envelope_sender: str | None, block: HeaderBlock) -> None:
-    """MAIL FROM:<> is for delivery and disposition reports (RFC 5321 4.5.5), nothing else."""
-    if envelope_sender and envelope_sender != "<>":
-        return
-    content_type = unfold(block.first("content-type") or b"").lower()
-    if not content_type.startswith(b"multipart/report"):
-        raise SenderNotProven("A null envelope sender is accepted only for delivery reports")
+    claim = sender_claim(block, limits)  # refuses two From addresses: then none is read
+    machine = machine_mail(block, from_addresses=(claim,) if claim else (),
+                           envelope_sender=envelope_sender or "")
+    return _Head(block, claim, machine)
 
 
 async def proof_verdicts(raw: bytes, block: HeaderBlock, claim: str | None,
@@ -249,9 +276,8 @@ async def proof_verdicts(raw: bytes, block: HeaderBlock, claim: str | None,
 
 async def _sender_check(sessions: async_sessionmaker[AsyncSession], raw: bytes,
                         block: HeaderBlock, claim: str | None, envelope_sender: str | None,
-                        recipients: Sequence[str],
-                        config: IngestConfig) -> dict[SenderPolicy, Verdict]:
-    """Refuse an unknown or unproven sender before the message is parsed (the heavy part).
+                        recipients: Sequence[str], config: IngestConfig) -> SenderCheck:
+    """Tell an unknown or unproven sender before the message is parsed (the heavy part).
 
     The sender step runs again, authoritatively, in the transaction that stores.
     """
@@ -266,19 +292,37 @@ async def _sender_check(sessions: async_sessionmaker[AsyncSession], raw: bytes,
     verdicts = await proof_verdicts(raw, block, claim, envelope_sender,
                                     (t.sender_policy for t in tenants), config)
     lite = replace(lite, verdicts=verdicts)
+    slugs = tuple(t.slug for t in tenants)
     unproven: list[str] = []
     for tenant_facts in facts:
         result = sender.check(lite, tenant_facts, Findings())
         if result.direction is not None:
-            return verdicts
+            return SenderCheck(verdicts, slugs)
         detail = result.evidence[-1].detail
         if detail.get("unproven"):  # a known sender, but not proven as the policy asks
             unproven.append(str(detail.get("why", "")))
     if not tenants:  # no tenant left (removed since RCPT): the store step says so
-        return verdicts
-    if unproven:
-        raise SenderNotProven(unproven[0])
-    raise SenderNotAuthorized("Sender is not authorized to file mail for this CRM")
+        return SenderCheck(verdicts)
+    refusal = SenderNotProven(unproven[0]) if unproven else \
+        SenderNotAuthorized("Sender is not authorized to file mail for this CRM")
+    return SenderCheck(verdicts, slugs, refusal)
+
+
+async def _discard(head: _Head, raw: bytes, checked: SenderCheck,
+                   started: float) -> IngestResult:
+    """Machine mail that no addressed tenant takes from this sender: nothing of an unknown
+    party's robot mail is stored. The log line says what wrote it and why it was not kept."""
+    machine = head.machine
+    assert machine is not None
+    message_id, _ = await _in_reader_thread(lambda: message_key(head.block, raw))
+    outcomes = tuple(TenantOutcome(slug, Outcome.DISCARDED, (machine.reason.value,))
+                     for slug in checked.tenants)
+    for outcome in outcomes:
+        log.info("message", tenant=outcome.tenant, message_id=message_id,
+                 outcome=outcome.outcome.value, reasons=list(outcome.reasons),
+                 evidence=f"{machine.header}: {machine.value}", refused=str(checked.refusal),
+                 size=len(raw), duration_ms=_ms(started))
+    return IngestResult(message_id, outcomes)
 
 
 def describe_error(exc: BaseException) -> str:

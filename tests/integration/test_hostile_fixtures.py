@@ -317,6 +317,7 @@ async def test_each_hostile_message_gets_its_reply_and_outcome(
     for earlier in map(load_case, case.expected.get("preceded_by", [])):
         check_reply(earlier, await asyncio.to_thread(send_case, smtp, earlier), "preceding")
     before = await stored_by_tenant(sessions, slugs)
+    count_before = await message_count(sessions)
 
     started = time.perf_counter()
     async with noop_watch(smtp) as watch:
@@ -339,7 +340,7 @@ async def test_each_hostile_message_gets_its_reply_and_outcome(
     count = await message_count(sessions)
     again = await asyncio.to_thread(send_case, smtp, case)
     check_reply(case, again, "second delivery")
-    if case.reply == 250:
+    if case.reply == 250 and count > count_before:  # machine mail dropped: dropped again
         assert "already received" in again.text, f"{case.name}: {again}"
     assert await message_count(sessions) == count
     assert await stored_by_tenant(sessions, slugs) == after

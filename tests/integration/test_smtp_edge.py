@@ -104,10 +104,14 @@ async def test_without_from_the_envelope_sender_counts_only_under_the_header_pol
     assert entry["sender"] == "alice@xyz.de"
 
 
-async def test_a_null_envelope_sender_is_only_for_delivery_reports(
+async def test_a_null_envelope_sender_is_machine_mail_answered_250_and_never_filed(
         example: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    """MAIL FROM:<> is what machines send (issue 9, rule 8): no bounce, no history. The
+    null sender proves no From, so under 'aligned' nothing of it is stored either."""
     reply = await smtp.send(factories.mail(), sender="")
-    assert (reply.code, reply.text[:5]) == (550, "5.7.1") and "delivery reports" in reply.text
+    assert (reply.code, reply.text) == (250, "2.0.0 Message accepted; machine mail is not filed")
+    assert await history(example) == [] and await pending(example) == []
+    assert await stored_messages(example) == 0
 
 
 async def test_redelivery_of_the_same_message_id_is_accepted_once(
