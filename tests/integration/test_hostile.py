@@ -340,9 +340,11 @@ NO_FROM = factories.mail(message_id="<no-from@xyz.de>").replace(
 @pytest.mark.parametrize(("raw", "sender"), [
     fixture_case("forward_with_attachment"), fixture_case("inbound_reply"),
     fixture_case("outbound_cc_header"), fixture_case("hostile/null_sender_delivery_report"),
+    # An out-of-office with MAIL FROM:<>: reprocessing reads the stored envelope sender too.
+    fixture_case("conversation/machine/outlook_ooo_en"),
     (NO_FROM, "alice@xyz.de"),  # the envelope sender stands in for the From
 ], ids=["forward_with_attachment", "inbound_reply", "outbound_cc_header",
-        "null_sender_report", "no_from"])
+        "null_sender_report", "null_sender_out_of_office", "no_from"])
 async def test_reprocessed_mail_is_stored_as_if_it_had_been_read_at_once(
         raw: bytes, sender: str, sessions: async_sessionmaker[AsyncSession], smtp: SmtpClient,
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -31,6 +31,8 @@ FIXTURES = {
                                 'boundary="----=_NextPart_000_000D_01DCB2D2.03771AE0"'),
     "mailman_list_post.eml": MachineMail(
         LIST, "List-Id", "Partner-News <partner-news.lists.acme.com>"),
+    "mailman_list_announcement.eml": MachineMail(
+        LIST, "List-Id", "Partner-News <partner-news.lists.acme.com>"),
 }
 
 
