@@ -370,6 +370,23 @@ async def test_reprocessed_mail_is_stored_as_if_it_had_been_read_at_once(
     assert reprocessed == at_once
 
 
+async def test_mail_that_still_fails_stays_unprocessable_with_the_new_error(
+        example: async_sessionmaker[AsyncSession], smtp: SmtpClient,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline, "run", broken)
+        assert (await smtp.send(factories.mail())).code == 250
+
+    def another_bug(*args: object) -> object:
+        raise KeyError("another bug")
+
+    monkeypatch.setattr(pipeline, "run", another_bug)
+    assert await reprocess_xyz(example) == {"still unprocessable": 1}
+    [waiting] = await pending(example)
+    assert waiting["reasons"] == ["unprocessable"]
+    assert "KeyError" in waiting["error"] and "ZeroDivisionError" not in waiting["error"]
+
+
 async def test_reprocess_leaves_other_tenants_mail_alone(
         sessions: async_sessionmaker[AsyncSession], smtp: SmtpClient,
         monkeypatch: pytest.MonkeyPatch) -> None:
