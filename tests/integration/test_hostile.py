@@ -387,6 +387,14 @@ async def test_mail_that_still_fails_stays_unprocessable_with_the_new_error(
     assert "KeyError" in waiting["error"] and "ZeroDivisionError" not in waiting["error"]
 
 
+async def test_reprocess_counts_every_waiting_mail_it_skips(
+        example: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    for subject in ("ohne Nummer", "auch ohne Nummer"):
+        assert (await smtp.send(factories.mail(subject=subject))).code == 250
+    assert len(await pending(example)) == 2
+    assert await reprocess_xyz(example) == {"skipped (not unprocessable)": 2}
+
+
 async def test_reprocess_leaves_other_tenants_mail_alone(
         sessions: async_sessionmaker[AsyncSession], smtp: SmtpClient,
         monkeypatch: pytest.MonkeyPatch) -> None:
