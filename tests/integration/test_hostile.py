@@ -387,12 +387,17 @@ async def test_mail_that_still_fails_stays_unprocessable_with_the_new_error(
     assert "KeyError" in waiting["error"] and "ZeroDivisionError" not in waiting["error"]
 
 
-async def test_reprocess_counts_every_waiting_mail_it_skips(
-        example: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
-    for subject in ("ohne Nummer", "auch ohne Nummer"):
+async def test_reprocess_goes_through_every_waiting_mail_and_counts_each(
+        example: async_sessionmaker[AsyncSession], smtp: SmtpClient,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for subject in ("ohne Nummer", "auch ohne Nummer"):  # waiting, but not unprocessable
         assert (await smtp.send(factories.mail(subject=subject))).code == 250
-    assert len(await pending(example)) == 2
-    assert await reprocess_xyz(example) == {"skipped (not unprocessable)": 2}
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline, "run", broken)
+        for _ in range(2):
+            assert (await smtp.send(factories.mail())).code == 250
+    assert len(await pending(example)) == 4
+    assert await reprocess_xyz(example) == {"skipped (not unprocessable)": 2, "filed": 2}
 
 
 async def test_reprocess_leaves_other_tenants_mail_alone(
