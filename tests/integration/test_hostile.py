@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from structlog.testing import capture_logs
 
 from crm_mailer import ingest
 from crm_mailer.db import repositories
@@ -381,10 +382,13 @@ async def test_mail_that_still_fails_stays_unprocessable_with_the_new_error(
         raise KeyError("another bug")
 
     monkeypatch.setattr(pipeline, "run", another_bug)
-    assert await reprocess_xyz(example) == {"still unprocessable": 1}
+    with capture_logs() as logs:
+        assert await reprocess_xyz(example) == {"still unprocessable": 1}
     [waiting] = await pending(example)
     assert waiting["reasons"] == ["unprocessable"]
     assert "KeyError" in waiting["error"] and "ZeroDivisionError" not in waiting["error"]
+    [logged] = [e for e in logs if e["event"] == "reprocess.failed"]  # for the operator
+    assert (logged["tenant"], logged["pending"]) == ("xyz", waiting["id"])
 
 
 async def test_reprocess_goes_through_every_waiting_mail_and_counts_each(
