@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.acceptance.test_cli import cli_env, crm_mailer
+from tests.acceptance.test_cli import crm_mailer
 from tests.acceptance.test_leads_cli import fails, ok
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "eml"
@@ -16,14 +16,10 @@ STEPS = ["sender", "contact", "machine", "company", "number", "thread", "name", 
          "decide"]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
-    extra = {}
-    if request.param == "postgresql":
-        extra["CRM_MAILER_DATABASE_URL"] = request.getfixturevalue("pg_database_url")
-    env = cli_env(tmp_path, CRM_MAILER_TENANT="xyz", **extra)
-    assert crm_mailer(env, "import", str(FIXTURES / "directory.json")).returncode == 0
-    return env
+@pytest.fixture
+def env(cli: dict[str, str]) -> dict[str, str]:
+    assert crm_mailer(cli, "import", str(FIXTURES / "directory.json")).returncode == 0
+    return cli
 
 
 def test_explain_prints_every_steps_evidence_and_stores_nothing(env: dict[str, str]) -> None:

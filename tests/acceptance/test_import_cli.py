@@ -10,15 +10,12 @@ from typing import Any
 import pytest
 
 from tests import factories
-from tests.acceptance.test_cli import cli_env, crm_mailer
+from tests.acceptance.test_cli import crm_mailer
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
-    extra = {}
-    if request.param == "postgresql":
-        extra["CRM_MAILER_DATABASE_URL"] = request.getfixturevalue("pg_database_url")
-    return cli_env(tmp_path, CRM_MAILER_TENANT="xyz", **extra)
+@pytest.fixture
+def env(cli: dict[str, str]) -> dict[str, str]:
+    return cli
 
 
 def run(env: dict[str, str], *args: str) -> str:

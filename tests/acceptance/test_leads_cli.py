@@ -8,15 +8,12 @@ from pathlib import Path
 import pytest
 
 from tests import factories
-from tests.acceptance.test_cli import cli_env, crm_mailer
+from tests.acceptance.test_cli import crm_mailer
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
-    extra = {}
-    if request.param == "postgresql":
-        extra["CRM_MAILER_DATABASE_URL"] = request.getfixturevalue("pg_database_url")
-    env = cli_env(tmp_path, CRM_MAILER_TENANT="xyz", **extra)
+@pytest.fixture
+def env(cli: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    env = cli
     document = factories.directory()
     document["tenants"][0]["companies"].append(
         {"key": "globex", "name": "Globex Ltd", "domains": ["globex.example"]})

@@ -9,16 +9,13 @@ from pathlib import Path
 import pytest
 
 from tests import factories
-from tests.acceptance.test_cli import cli_env, crm_mailer, serving
+from tests.acceptance.test_cli import crm_mailer, serving
 from tests.acceptance.test_leads_cli import fails, ok
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
-    extra = {}
-    if request.param == "postgresql":
-        extra["CRM_MAILER_DATABASE_URL"] = request.getfixturevalue("pg_database_url")
-    env = cli_env(tmp_path, CRM_MAILER_TENANT="xyz", CRM_MAILER_USER="anna", **extra)
+@pytest.fixture
+def env(cli: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    env = cli
     directory = tmp_path / "directory.json"
     directory.write_text(factories.dumps(factories.directory()))
     assert crm_mailer(env, "import", str(directory)).returncode == 0
