@@ -221,6 +221,7 @@ class Project(Imported, Base):
         Index("uq_projects_sales_project", "tenant_id", unique=True,
               postgresql_where=text("is_sales_project"), sqlite_where=text("is_sales_project")),
         Index("ix_projects_tenant_id_name_key", "tenant_id", "name_key"),
+        Index("ix_projects_tenant_id_company_id", "tenant_id", "company_id"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
@@ -256,7 +257,8 @@ class Lead(Imported, Base):
 
     __tablename__ = "leads"
     __table_args__ = (UniqueConstraint("tenant_id", "number"),
-                      Index("ix_leads_tenant_id_name_key", "tenant_id", "name_key"))
+                      Index("ix_leads_tenant_id_name_key", "tenant_id", "name_key"),
+                      Index("ix_leads_tenant_id_company_id", "tenant_id", "company_id"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     number: Mapped[int] = mapped_column(BigInteger)

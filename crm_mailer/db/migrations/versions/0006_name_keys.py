@@ -63,6 +63,8 @@ def upgrade() -> None:
             connection.execute(rows.update().where(rows.c.id == sa.bindparam("row_id"))
                                .values(name_key=sa.bindparam("key")), keys)
         op.create_index(f"ix_{table}_tenant_id_name_key", table, ["tenant_id", "name_key"])
+        # A mail's companies' open records are read for every message (rules 3 and 4).
+        op.create_index(f"ix_{table}_tenant_id_company_id", table, ["tenant_id", "company_id"])
     op.add_column("inbound_messages", sa.Column("thread_references", sa.JSON(), nullable=True))
     op.add_column("inbound_messages", sa.Column("forwarded", sa.JSON(), nullable=True))
 
@@ -75,6 +77,7 @@ def downgrade() -> None:
         batch.drop_column("forwarded")
     for table in TABLES:
         op.drop_index(f"ix_{table}_tenant_id_name_key", table_name=table)
+        op.drop_index(f"ix_{table}_tenant_id_company_id", table_name=table)
         with op.batch_alter_table(table) as batch:
             batch.drop_column("name_key")
     op.execute(HISTORY_VIEW)
