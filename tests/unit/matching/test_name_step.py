@@ -1,0 +1,62 @@
+"""Which companies' names the name step looks at, and names without words (issue 9, rule 3).
+
+Added for mutants of name.company_ids and subject.contains_words that survived
+bench/mutation.py: no test pinned these.
+"""
+
+from __future__ import annotations
+
+from crm_mailer.matching.decide import Filed, Reason
+from crm_mailer.matching.facts import RecordKind, RecordRef
+from tests.unit.matching import test_pipeline
+from tests.unit.matching.test_conversation_steps import MUELLER_DEAL, RELAUNCH, queued, run, with_
+from tests.unit.matching.test_pipeline import ACME, BOB, JUERGEN
+
+NAMELESS = RecordRef(RecordKind.LEAD, 104, 11116, ACME.id, "–")  # no word in its name
+HAUSBAU = RecordRef(RecordKind.LEAD, 105, 11117, None, "Hausbau")  # a lead of no company
+
+
+def test_the_company_found_by_domain_counts_as_the_mails_company() -> None:
+    # The sender is no contact: only acme's domain makes acme's name the mail's own.
+    result = run("Website-Relaunch", sender="unknown@acme.com",
+                 tenant=with_(company_records={ACME.id: (RELAUNCH,)}))
+    assert result.findings.records == (RELAUNCH,)
+    assert result.findings.source == "name"
+    assert queued(result).reasons == (Reason.NO_CONTACT,)
+
+
+def test_every_contacts_company_counts_not_only_the_first() -> None:
+    # Outbound to juergen (mueller) and bob (acme): the company found is mueller's, and
+    # acme's lead named in the subject is still the mail's own, filed with bob.
+    result = test_pipeline.run("Website-Relaunch", to=(JUERGEN.email,), cc=(BOB.email,),
+                               tenant=with_(company_records={ACME.id: (RELAUNCH,)}))
+    assert result.decision == Filed(RELAUNCH, ACME, BOB, (JUERGEN, BOB))
+
+
+def test_a_contact_without_company_leaves_a_companyless_name_a_candidate() -> None:
+    result = run("Hausbau", sender="free@mail.example", tenant=with_(named=(HAUSBAU,)))
+    assert result.findings.records == (HAUSBAU,)
+    decision = queued(result)
+    assert decision.reasons == (Reason.OTHER_COMPANYS_NAME,)
+    assert decision.candidates["leads"] == [11117]
+
+
+def test_a_name_without_words_is_in_no_subject() -> None:
+    # Two open leads: nothing is suggested either; a wordless name must not file the mail.
+    decision = queued(run("Angebot", tenant=with_(company_records={ACME.id: (NAMELESS, RELAUNCH)},
+                                                 named=(NAMELESS, RELAUNCH))))
+    assert decision.reasons == (Reason.NO_NUMBER,)
+    assert decision.candidates["leads"] == []
+
+
+def test_another_companys_name_not_in_the_subject_is_no_candidate() -> None:
+    result = run("Angebot", tenant=with_(named=(MUELLER_DEAL,)))
+    assert result.findings.records == ()
+    assert queued(result).reasons == (Reason.NO_NUMBER,)
+    # What each step found, as `crm-mailer pending show` lists it.
+    assert [(e.step, e.found) for e in result.evidence] == [
+        ("sender", "inbound"), ("contact", "bob@acme.com"), ("machine", "nothing"),
+        ("company", "acme"), ("number", "nothing"), ("thread", "nothing"), ("name", "nothing"),
+        ("single_lead", "nothing"), ("decide", "queued")]
+    assert [list(e.detail) for e in result.evidence[5:7]] == [["why"]] * 2
+    assert result.evidence[7].detail == {"open_leads": 0}
