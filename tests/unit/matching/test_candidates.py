@@ -14,7 +14,11 @@ from tests.unit.matching.test_pipeline import ACME
 def test_a_waiting_parent_passes_on_its_project_candidates() -> None:
     threads = {"a@x": ThreadRef("a@x", ThreadState.WAITING,
                                 candidates={"projects": [20001], "companies": ["mueller"]})}
-    decision = queued(run("AW: Angebot", references=("a@x",), tenant=with_(threads=threads)))
+    result = run("AW: Angebot", references=("a@x",), tenant=with_(threads=threads))
+    [thread] = [e for e in result.evidence if e.step == "thread"]
+    assert (thread.found, thread.detail["message_id"], list(thread.detail)) == (
+        "waits", "a@x", ["message_id", "why"])
+    decision = queued(result)
     assert decision.reasons == (Reason.THREAD_WAITING,)
     assert decision.candidates["projects"] == [20001]
     assert decision.candidates["companies"] == ["acme", "mueller"]

@@ -9,7 +9,14 @@ from __future__ import annotations
 from crm_mailer.matching.decide import Filed, Reason
 from crm_mailer.matching.facts import RecordKind, RecordRef
 from tests.unit.matching import test_pipeline
-from tests.unit.matching.test_conversation_steps import MUELLER_DEAL, RELAUNCH, queued, run, with_
+from tests.unit.matching.test_conversation_steps import (
+    MUELLER_DEAL,
+    RELAUNCH,
+    WARTUNG,
+    queued,
+    run,
+    with_,
+)
 from tests.unit.matching.test_pipeline import ACME, BOB, JUERGEN
 
 NAMELESS = RecordRef(RecordKind.LEAD, 104, 11116, ACME.id, "–")  # no word in its name
@@ -31,6 +38,9 @@ def test_every_contacts_company_counts_not_only_the_first() -> None:
     result = test_pipeline.run("Website-Relaunch", to=(JUERGEN.email,), cc=(BOB.email,),
                                tenant=with_(company_records={ACME.id: (RELAUNCH,)}))
     assert result.decision == Filed(RELAUNCH, ACME, BOB, (JUERGEN, BOB))
+    [name] = [e for e in result.evidence if e.step == "name"]
+    assert (name.found, name.detail) == ("lead 11111", {"names": ["Website-Relaunch"],
+                                                        "whose": "the mail's company"})
 
 
 def test_a_contact_without_company_leaves_a_companyless_name_a_candidate() -> None:
@@ -39,6 +49,9 @@ def test_a_contact_without_company_leaves_a_companyless_name_a_candidate() -> No
     decision = queued(result)
     assert decision.reasons == (Reason.OTHER_COMPANYS_NAME,)
     assert decision.candidates["leads"] == [11117]
+    [name] = [e for e in result.evidence if e.step == "name"]
+    assert (name.found, name.detail) == ("lead 11117", {"names": ["Hausbau"],
+                                                        "whose": "another company"})
 
 
 def test_a_name_without_words_is_in_no_subject() -> None:
@@ -60,3 +73,10 @@ def test_another_companys_name_not_in_the_subject_is_no_candidate() -> None:
         ("single_lead", "nothing"), ("decide", "queued")]
     assert [list(e.detail) for e in result.evidence[5:7]] == [["why"]] * 2
     assert result.evidence[7].detail == {"open_leads": 0}
+
+
+def test_several_names_are_all_recorded() -> None:
+    tenant = with_(company_records={ACME.id: (RELAUNCH, WARTUNG)})
+    [name] = [e for e in run("Website-Relaunch, Wartung 2027", tenant=tenant).evidence
+              if e.step == "name"]
+    assert name.found == "lead 11111, lead 11115"
