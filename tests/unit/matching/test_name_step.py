@@ -7,7 +7,7 @@ bench/mutation.py: no test pinned these.
 from __future__ import annotations
 
 from crm_mailer.matching.decide import Filed, Reason
-from crm_mailer.matching.facts import RecordKind, RecordRef
+from crm_mailer.matching.facts import ContactRef, RecordKind, RecordRef
 from tests.unit.matching import test_pipeline
 from tests.unit.matching.test_conversation_steps import (
     MUELLER_DEAL,
@@ -17,7 +17,7 @@ from tests.unit.matching.test_conversation_steps import (
     run,
     with_,
 )
-from tests.unit.matching.test_pipeline import ACME, BOB, JUERGEN
+from tests.unit.matching.test_pipeline import ACME, BOB, JUERGEN, LEAD_MUELLER, MUELLER, facts
 
 NAMELESS = RecordRef(RecordKind.LEAD, 104, 11116, ACME.id, "–")  # no word in its name
 HAUSBAU = RecordRef(RecordKind.LEAD, 105, 11117, None, "Hausbau")  # a lead of no company
@@ -80,3 +80,12 @@ def test_several_names_are_all_recorded() -> None:
     [name] = [e for e in run("Website-Relaunch, Wartung 2027", tenant=tenant).evidence
               if e.step == "name"]
     assert name.found == "lead 11111, lead 11115"
+
+
+def test_outbound_the_contacts_company_counts_where_the_address_names_none() -> None:
+    # Added for company._find: max writes from a free-mail address but belongs to mueller.
+    max_ = ContactRef(14, "max@gmx.example", MUELLER.id)
+    tenant = with_(contacts={**facts().contacts, max_.email: max_})
+    result = test_pipeline.run("Lead 11112", to=(max_.email,), tenant=tenant)
+    assert result.findings.company == MUELLER
+    assert result.decision == Filed(LEAD_MUELLER, MUELLER, max_, (max_,))

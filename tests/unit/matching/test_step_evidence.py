@@ -1,13 +1,13 @@
-"""What the thread step records for the log, the queue and `crm-mailer pending show`.
+"""What the thread and single-lead steps record for the log, the queue and `pending show`.
 
-Added for mutants of thread.check that survived bench/mutation.py: no test pinned what
-the step records (the words of each "why" are left free).
+Added for mutants of thread.check and single_lead.check that survived bench/mutation.py:
+no test pinned what the steps record (the words of each "why" are left free).
 """
 
 from __future__ import annotations
 
-from crm_mailer.matching.facts import ThreadRef, ThreadState
-from tests.unit.matching.test_conversation_steps import run, with_
+from crm_mailer.matching.facts import RecordKind, RecordRef, ThreadRef, ThreadState
+from tests.unit.matching.test_conversation_steps import RELAUNCH, UMZUG, WARTUNG, run, with_
 from tests.unit.matching.test_pipeline import ACME, LEAD_ACME
 
 
@@ -40,3 +40,19 @@ def test_no_references_and_unknown_references_are_told_apart() -> None:
     _, unknown = thread_evidence(("unknown@x",))
     _, none = thread_evidence(())
     assert unknown["why"] and none["why"] and unknown["why"] != none["why"]
+
+
+def single_lead_evidence(*records: RecordRef) -> tuple[str, dict[str, object]]:
+    result = run("Kurze Frage", tenant=with_(company_records={ACME.id: records}))
+    [single] = [e for e in result.evidence if e.step == "single_lead"]
+    return single.found, dict(single.detail)
+
+
+def test_the_suggested_lead_is_recorded() -> None:
+    found, detail = single_lead_evidence(RELAUNCH, UMZUG)  # a project is no open lead
+    assert (found, list(detail)) == ("lead 11111", ["why"])
+
+
+def test_more_than_one_open_lead_is_recorded_as_two() -> None:
+    third = RecordRef(RecordKind.LEAD, 106, 11118, ACME.id, "Dritter")
+    assert single_lead_evidence(RELAUNCH, WARTUNG, third) == ("nothing", {"open_leads": 2})
