@@ -1,7 +1,7 @@
 """Which companies' names the name step looks at, and names without words (issue 9, rule 3).
 
-Added for mutants of name.company_ids and subject.contains_words that survived
-bench/mutation.py: no test pinned these.
+Added for mutants of name.company_ids, subject.contains_words and company._find that
+survived bench/mutation.py: no test pinned these.
 """
 
 from __future__ import annotations
@@ -89,3 +89,14 @@ def test_outbound_the_contacts_company_counts_where_the_address_names_none() -> 
     result = test_pipeline.run("Lead 11112", to=(max_.email,), tenant=tenant)
     assert result.findings.company == MUELLER
     assert result.decision == Filed(LEAD_MUELLER, MUELLER, max_, (max_,))
+
+
+def test_outbound_the_contacts_company_wins_inbound_the_senders_domain() -> None:
+    # Added for company._find: a mueller contact with an acme.com address.
+    lent = ContactRef(15, "lent@acme.com", MUELLER.id)
+    tenant = with_(contacts={**facts().contacts, lent.email: lent})
+    assert test_pipeline.run("Angebot", to=(lent.email,), tenant=tenant).findings.company == MUELLER
+    inbound = test_pipeline.run("Angebot", sender=lent.email, to=("alice@xyz.de",), tenant=tenant)
+    assert inbound.findings.company == ACME
+    [company] = [e for e in inbound.evidence if e.step == "company"]
+    assert (company.found, list(company.detail)) == ("acme", ["why"])
