@@ -12,7 +12,6 @@ from crm_mailer.matching.facts import (
     Findings,
     MatchInput,
     TenantFacts,
-    counterpart_addresses,
 )
 
 NAME = "company"
@@ -24,9 +23,9 @@ def _find(match: MatchInput, facts: TenantFacts,
     assert findings.direction is not None
     by_contact = next((facts.companies[c.company_id] for c in findings.contacts
                        if c.company_id is not None and c.company_id in facts.companies), None)
-    addresses = counterpart_addresses(match, facts, findings.direction)
     by_domain = next((found for found in map(facts.company_for_domain,
-                                             map(address_domain, addresses)) if found), None)
+                                             map(address_domain, findings.counterparts))
+                      if found), None)
     if findings.direction is Direction.INBOUND and by_domain is not None:
         return by_domain[0], f"sender domain {by_domain[1]}"
     if by_contact is not None:

@@ -152,6 +152,8 @@ class Findings:
     """What the steps found so far; each step returns a new one with its evidence added."""
 
     direction: Direction | None = None
+    # The addresses that can be the customer side, in the order they count (contact step).
+    counterparts: tuple[str, ...] = ()
     contacts: tuple[ContactRef, ...] = ()
     # Set by the machine step when a machine wrote the mail: it is decided then and there.
     machine: MachineMail | None = None
@@ -181,15 +183,3 @@ def forwarded_counterparts(match: MatchInput, facts: TenantFacts) -> list[str] |
     if original.from_address and not facts.is_own_domain(address_domain(original.from_address)):
         return [original.from_address]
     return [a for a in (*original.to, *original.cc) if not facts.is_own_domain(address_domain(a))]
-
-
-def counterpart_addresses(match: MatchInput, facts: TenantFacts, direction: Direction) -> list[str]:
-    """The addresses that can be the customer side, in the order they count."""
-    if direction is Direction.INBOUND:
-        return [match.sender] if match.sender else []
-    forwarded = forwarded_counterparts(match, facts)
-    if forwarded is not None:
-        return forwarded
-    message = match.message
-    return [a for a in (*message.to, *message.cc)
-            if not facts.is_own_domain(address_domain(a))]
