@@ -13,13 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_mailer.db import repositories
 from crm_mailer.errors import MessageRefused, NotFound
-from crm_mailer.ingest import IngestConfig, proof_verdicts
-from crm_mailer.mail.addresses import normalize_address
-from crm_mailer.mail.parse import header_block, parse_message, sender_claim
+from crm_mailer.ingest import IngestConfig, match_for_tenant
+from crm_mailer.mail.parse import header_block, sender_claim
 from crm_mailer.matching import pipeline
 from crm_mailer.matching.decide import Filed, Ignored, Queued
-from crm_mailer.matching.facts import MatchInput
-from crm_mailer.matching.number import subject_numbers
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,18 +42,14 @@ async def explain(session: AsyncSession, slug: str, raw: bytes, config: IngestCo
         raise NotFound(f"no tenant '{slug}'")
     tenant = repositories.TenantRef(row.id, row.slug, row.review, row.sender_policy)
     try:
-        block = header_block(raw, config.limits, smtp=True)
-        claim = sender_claim(block, config.limits)
-        envelope = normalize_address(envelope_sender if envelope_sender is not None
-                                     else claim or "") or None
-        verdicts = await proof_verdicts(raw, block, claim, envelope, [tenant.sender_policy],
-                                        config)
-        parsed = parse_message(raw, config.limits, block, envelope_sender=envelope or "")
+        match, result = await match_for_tenant(
+            session, tenant, raw,
+            envelope_sender if envelope_sender is not None else sender_claim(
+                header_block(raw, config.limits, smtp=True), config.limits),
+            config)
     except MessageRefused as refused:
         return Explanation(slug, "refused", f"{type(refused).__name__}: {refused}", ())
-    match = MatchInput(parsed, envelope, subject_numbers(parsed.subject), verdicts)
-    facts = await repositories.load_facts(session, tenant, match)
-    result = pipeline.run(match, facts)
+    parsed = match.message
     evidence = tuple(e.as_dict() for e in result.evidence)
     decision = result.decision
     if isinstance(decision, pipeline.Refused):

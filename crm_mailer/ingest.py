@@ -274,6 +274,22 @@ async def proof_verdicts(raw: bytes, block: HeaderBlock, claim: str | None,
     return verdicts
 
 
+async def match_for_tenant(session: AsyncSession, tenant: repositories.TenantRef, raw: bytes,
+                           envelope_sender: str | None,
+                           config: IngestConfig) -> tuple[MatchInput, pipeline.MatchResult]:
+    """Read, prove and match one message for one tenant in the caller's session: the same
+    reading, proof, facts and steps as ingest, in one go (reprocess, explain). SMTP splits
+    this work across reader threads, a read session and the storing transaction.
+    Raises MessageRefused for input past a limit."""
+    block = header_block(raw, config.limits, smtp=True)
+    claim = sender_claim(block, config.limits)
+    envelope = normalize_address(envelope_sender or "") or None
+    verdicts = await proof_verdicts(raw, block, claim, envelope, [tenant.sender_policy], config)
+    parsed = parse_message(raw, config.limits, block, envelope_sender=envelope_sender or "")
+    match = MatchInput(parsed, envelope, subject_numbers(parsed.subject), verdicts)
+    return match, pipeline.run(match, await repositories.load_facts(session, tenant, match))
+
+
 async def _sender_check(sessions: async_sessionmaker[AsyncSession], raw: bytes,
                         block: HeaderBlock, claim: str | None, envelope_sender: str | None,
                         recipients: Sequence[str], config: IngestConfig) -> SenderCheck:

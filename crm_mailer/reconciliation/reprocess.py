@@ -19,14 +19,11 @@ from crm_mailer.db.models import (
     utcnow,
 )
 from crm_mailer.errors import MessageRefused
-from crm_mailer.ingest import IngestConfig, describe_error, proof_verdicts
+from crm_mailer.ingest import IngestConfig, describe_error, match_for_tenant
 from crm_mailer.leads.scope import TenantScope
-from crm_mailer.mail.addresses import normalize_address
-from crm_mailer.mail.parse import header_block, parse_message, sender_claim
 from crm_mailer.matching import pipeline
 from crm_mailer.matching.decide import Filed, Ignored, Queued, Reason
 from crm_mailer.matching.facts import MatchInput
-from crm_mailer.matching.number import subject_numbers
 from crm_mailer.reconciliation.queue import file_waiting
 
 log = structlog.get_logger("crm_mailer.reprocess")
@@ -68,16 +65,8 @@ async def _again(session: AsyncSession, tenant: repositories.TenantRef, pending:
     message = pending.message
     raw = await repositories.raw_message(session, message)
     try:
-        block = header_block(raw, config.limits, smtp=True)
-        claim = sender_claim(block, config.limits)
-        envelope = normalize_address(message.envelope_sender) or None
-        verdicts = await proof_verdicts(raw, block, claim, message.envelope_sender,
-                                        [tenant.sender_policy], config)
-        parsed = parse_message(raw, config.limits, block,
-                               envelope_sender=message.envelope_sender)
-        match = MatchInput(parsed, envelope, subject_numbers(parsed.subject), verdicts)
-        facts = await repositories.load_facts(session, tenant, match)
-        result = pipeline.run(match, facts)
+        match, result = await match_for_tenant(session, tenant, raw, message.envelope_sender,
+                                               config)
     except MessageRefused as refused:
         return _reject(pending, str(refused))
     except Exception as exc:
