@@ -206,24 +206,28 @@ async def load_facts(session: AsyncSession, tenant: TenantRef, match: MatchInput
             records[kind][number] = RecordRef(kind, record_id, number, company_id)
             company(company_id, key)
 
-    threads = await _threads(connection, tenant.id, message.references)
-    # Names: every run of subject words (a name found anywhere in the tenant is at least a
-    # candidate), and every open record of the companies this mail can belong to.
-    subject_words = words(strip_prefixes(message.subject))
-    runs = word_runs(subject_words, NAME_WORDS)
+    # The thread, name and single-lead steps only look when no subject number found a
+    # record: only then (not on the common path of a number) are their facts loaded.
+    threads: dict[str, ThreadRef] = {}
     named: list[RecordRef] = []
     company_records: dict[int, list[RecordRef]] = {}
-    company_ids = sorted(companies)
-    if runs or company_ids:
-        for kind_name, record_id, number, company_id, key, name in await connection.execute(
-                _OPEN_RECORDS, {"tenant_id": tenant.id, "names": runs or [""],
-                                "companies": company_ids or [-1]}):
-            record = RecordRef(RecordKind(kind_name), record_id, number, company_id, name)
-            if company_id in companies:
-                company_records.setdefault(company_id, []).append(record)
-            else:
-                company(company_id, key)
-            named.append(record)
+    if not any(records.values()):
+        threads = await _threads(connection, tenant.id, message.references)
+        # Names: every run of subject words (a name found anywhere in the tenant is at
+        # least a candidate), and every open record of the companies it can belong to.
+        runs = word_runs(words(strip_prefixes(message.subject)), NAME_WORDS)
+        company_ids = sorted(companies)
+        if runs or company_ids:
+            for kind_name, record_id, number, company_id, key, name in \
+                    await connection.execute(_OPEN_RECORDS, {
+                        "tenant_id": tenant.id, "names": runs or [""],
+                        "companies": company_ids or [-1]}):
+                record = RecordRef(RecordKind(kind_name), record_id, number, company_id, name)
+                if company_id in companies:
+                    company_records.setdefault(company_id, []).append(record)
+                else:
+                    company(company_id, key)
+                named.append(record)
 
     return TenantFacts(
         tenant_id=tenant.id,
