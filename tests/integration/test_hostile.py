@@ -308,7 +308,7 @@ async def test_reprocess_rejects_mail_the_tenants_policy_now_refuses(
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "eml"
 READ = ("direction", "sender", "recipients_to", "recipients_cc", "subject", "sent_at", "body",
-        "attachments", "evidence", "error", "ignored")
+        "attachments", "evidence", "error", "ignored", "thread_references", "forwarded")
 
 
 def broken(*args: object) -> object:
@@ -323,9 +323,15 @@ async def reprocess_xyz(sessions: async_sessionmaker[AsyncSession],
 
 
 async def what_was_read(sessions: async_sessionmaker[AsyncSession]) -> dict[str, dict[str, Any]]:
+    """Per Message-ID, what was stored of the mail and, while it waits, why and for what."""
     async with sessions() as session:
-        return {m.message_id: {name: getattr(m, name) for name in READ}
+        read = {m.message_id: {name: getattr(m, name) for name in READ}
                 for m in await session.scalars(select(InboundMessage))}
+        for item in await session.scalars(select(PendingMatch).where(
+                PendingMatch.state == PendingState.WAITING)):
+            read[item.message.message_id] |= {"reasons": item.reasons,
+                                              "candidates": item.candidates}
+    return read
 
 
 def fixture_case(name: str) -> tuple[bytes, str]:
@@ -344,8 +350,13 @@ NO_FROM = factories.mail(message_id="<no-from@xyz.de>").replace(
     # An out-of-office with MAIL FROM:<>: reprocessing reads the stored envelope sender too.
     fixture_case("conversation/machine/outlook_ooo_en"),
     (NO_FROM, "alice@xyz.de"),  # the envelope sender stands in for the From
+    # A forward to crm@ alone (its original is stored) and a queued mail (its candidates).
+    ((FIXTURES / "conversation/forward/gmail_en.eml").read_bytes(), "alice@xyz.de"),
+    (factories.mail(message_id="<queued@xyz.de>", subject="Angebot ohne Nummer"),
+     "alice@xyz.de"),
 ], ids=["forward_with_attachment", "inbound_reply", "outbound_cc_header",
-        "null_sender_report", "null_sender_out_of_office", "no_from"])
+        "null_sender_report", "null_sender_out_of_office", "no_from", "forward_to_crm",
+        "queued"])
 async def test_reprocessed_mail_is_stored_as_if_it_had_been_read_at_once(
         raw: bytes, sender: str, sessions: async_sessionmaker[AsyncSession], smtp: SmtpClient,
         monkeypatch: pytest.MonkeyPatch) -> None:
