@@ -323,6 +323,32 @@ async def test_sales_task_is_created_once_per_company(leads: LeadLibrary) -> Non
     assert lead.number == 20003
 
 
+async def test_each_tenant_books_on_its_own_sales_project(
+        crm: async_sessionmaker[AsyncSession]) -> None:
+    tasks = {}
+    for slug in ("xyz", "other"):  # xyz's sales project exists when the other's is wanted
+        async with writing(crm) as session:
+            tasks[slug] = await LeadLibrary(session, await tenant_scope(session, slug)
+                                            ).sales_task("acme")
+    async with crm() as session:
+        owners = dict((await session.execute(
+            select(ProjectTask.id, Project.tenant_id).join(Project))).all())
+        tenant_ids = {slug: (await tenant_scope(session, slug)).id for slug in tasks}
+    assert {slug: owners[task.task_id] for slug, task in tasks.items()} == tenant_ids
+    assert tasks["other"].project == 1  # numbered among the other tenant's projects
+
+
+async def test_a_sales_task_that_keeps_conflicting_is_given_up_with_a_clear_message(
+        leads: LeadLibrary, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def conflicting() -> Project:  # as if another first use won every time
+        raise IntegrityError("INSERT INTO project_tasks", {}, Exception("unique"))
+
+    monkeypatch.setattr(leads, "_sales_project", conflicting)
+    with pytest.raises(Conflict, match=r"^could not create the sales task for company "
+                                       r"'acme': try again$"):
+        await leads.sales_task("acme")
+
+
 async def test_a_status_may_take_a_name_only_another_tenant_uses_but_not_its_own(
         leads: LeadLibrary) -> None:
     statuses = StatusLibrary(leads.session, leads.tenant)

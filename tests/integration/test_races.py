@@ -251,6 +251,26 @@ async def test_a_status_deleted_while_a_lead_is_set_to_it_counts_that_lead(
     assert "status 'Gewonnen' is used by 1 lead(s)" in str(refused)
 
 
+async def test_a_status_made_open_while_a_lead_is_converted_into_it_is_refused(
+        crm: async_sessionmaker[AsyncSession]) -> None:
+    # The kind change waits for the convert, then sees the converted lead in the status.
+    async def convert(session: AsyncSession) -> Any:
+        return await (await leads(session)).convert_to_project(11111)
+
+    async def make_open(session: AsyncSession) -> Any:
+        return await StatusLibrary(session, await tenant_scope(session, "xyz")).set_kind(
+            "Gewonnen", "open")
+
+    converted, refused = await race(crm, convert, make_open)
+    assert converted.lead == 11111
+    assert isinstance(refused, InvalidRequest) and str(refused).startswith("lead 11111:")
+    async with crm() as session:
+        lead = await (await leads(session)).get(11111)
+        kinds = {v.name: v.kind for v in await StatusLibrary(
+            session, await tenant_scope(session, "xyz")).list_statuses()}
+    assert (lead.status, kinds["Gewonnen"]) == ("Gewonnen", "won")
+
+
 async def test_a_lead_set_to_a_status_deleted_meanwhile_is_refused(
         crm: async_sessionmaker[AsyncSession]) -> None:
     async def delete_won(session: AsyncSession) -> Any:
