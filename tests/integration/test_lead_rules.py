@@ -61,3 +61,12 @@ async def test_a_status_converted_leads_hold_stays_won(
     await statuses.delete("Gewonnen", replacement="Abgerechnet")
     assert (await leads.get(11111)).status == "Abgerechnet"
     await statuses.set_kind("Erstkontakt", "lost")  # no converted lead there
+
+
+async def test_of_several_converted_leads_the_refusal_names_the_lowest_number(
+        converted: tuple[LeadLibrary, StatusLibrary]) -> None:
+    leads, statuses = converted
+    await leads.convert_to_project(11112)
+    await leads.update(11111, name="Relaunch")  # on PostgreSQL its row now comes last
+    with pytest.raises(InvalidRequest, match="^" + REFUSED + "'Gewonnen' \\(open\\)$"):
+        await statuses.set_kind("Gewonnen", "open")

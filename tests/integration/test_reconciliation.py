@@ -184,7 +184,11 @@ async def test_rematch_files_what_directory_changes_made_certain(
 async def test_a_filed_entry_can_be_moved_with_an_audit_record(
         crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
     assert (await smtp.send(factories.mail(subject="Lead 11111"))).code == 250
-    [entry] = await history(crm)
+    assert (await smtp.send(factories.mail(subject="Lead 11111 again"))).code == 250
+    other, entry = sorted(await history(crm), key=lambda e: e["id"])  # the later one moves
+    with pytest.raises(InvalidRequest, match=r"^nothing to move: give a lead, a project or "
+                                             r"a contact$"):
+        await decide(crm, "move", entry["id"], by="anna")
     moved = await decide(crm, "move", entry["id"], by="anna", project=20001)
     assert (moved["lead"], moved["project"], moved["company"], moved["contact"]) == (
         None, 20001, "acme", "bob@acme.com")
@@ -203,6 +207,8 @@ async def test_a_filed_entry_can_be_moved_with_an_audit_record(
         ("anna", 11111, 20001), ("ben", None, 20001), ("carl", None, None)]
     with pytest.raises(NotFound):
         await decide(crm, "move", entry["id"], by="eve", slug="other", lead=11111)
+    untouched = {e["id"]: e for e in await history(crm)}[other["id"]]
+    assert (untouched["lead"], untouched["contact"]) == (11111, "bob@acme.com")
 
 
 async def test_review_all_files_certain_mail_and_shows_it_for_a_check(
@@ -262,15 +268,20 @@ async def test_a_correction_to_another_company_drops_the_lead_that_no_longer_fit
 async def test_expire_marks_old_waiting_mail_expired_and_keeps_it(
         crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
     item = await queued(smtp, crm, subject="alt")
+    month = dt.timedelta(days=30)
+    created = dt.datetime.fromisoformat(item["created_at"])
     async with writing(crm) as session:
-        assert await expire_pending(session, older_than=dt.timedelta(days=30)) == 0
-        later = dt.datetime.now(dt.UTC) + dt.timedelta(days=31)
-        assert await expire_pending(session, older_than=dt.timedelta(days=30), now=later) == 1
+        assert await expire_pending(session, older_than=month) == 0
+        # Exactly 30 days old is not older than 30 days.
+        assert await expire_pending(session, older_than=month, now=created + month) == 0
+        later = created + month + dt.timedelta(seconds=1)
+        assert await expire_pending(session, older_than=month, now=later) == 1
     assert await pending(crm) == [] and await history(crm) == []
     async with crm() as session:
         queue = ReconciliationQueue(session, await tenant_scope(session, "xyz"))
         [kept] = await queue.list_pending(include_resolved=True)
-    assert (kept["id"], kept["state"]) == (item["id"], "expired")
+    assert (kept["id"], kept["state"], kept["resolved_by"], kept["resolved_at"]) == (
+        item["id"], "expired", "crm-mailer (expired)", later.isoformat())
 
 
 @pytest.mark.postgres
