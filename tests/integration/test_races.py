@@ -191,6 +191,29 @@ async def test_a_confirm_onto_a_lead_that_moved_meanwhile_is_refused(
     assert [p["id"] for p in await pending(crm)] == [item["id"]]  # still waiting
 
 
+async def test_a_confirm_onto_a_project_moved_to_another_company_meanwhile_follows_it(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    """The confirm waits for the import's change of the project, then files by it."""
+    # To no known contact: nothing the confirm locks before the project is the import's.
+    item = await queued(smtp, crm, subject="Angebot ohne Nummer", to="dave@acme.com")
+    document = directory()
+    document["tenants"].pop()  # the other tenant is not in this file
+    [project] = document["tenants"][0]["projects"]
+    project["company"] = "globex"
+
+    async def move_project(session: AsyncSession) -> ImportReport:
+        report = ImportReport()
+        for spec in parse_directory(factories.dumps(document)):
+            await import_tenant(session, spec, report)
+        return report
+
+    async def confirm(session: AsyncSession) -> Any:
+        return await (await queue(session)).confirm(int(item["id"]), by="anna", project=20001)
+
+    _, entry = await race(crm, move_project, confirm)
+    assert (entry["company"], entry["project"], entry["contact"]) == ("globex", 20001, None)
+
+
 async def test_two_moves_of_one_entry_keep_an_unbroken_audit_trail(
         crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
     assert (await smtp.send(factories.mail(subject="Lead 11111"))).code == 250

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import re
 from typing import Any
 
 import asyncpg
@@ -90,6 +91,32 @@ async def test_confirmed_mail_keeps_every_known_recipient_as_a_participant(
     assert entry["participants"] == ["bob@acme.com", "carol@acme.com"]
 
 
+async def test_the_contact_a_mail_is_confirmed_on_comes_first_among_its_participants(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    item = await queued(smtp, crm, subject="Angebot ohne Nummer", cc="carol@acme.com")
+    entry = await decide(crm, "confirm", item["id"], by="anna", contact="carol@acme.com")
+    assert entry["participants"] == ["carol@acme.com", "bob@acme.com"]
+
+
+async def test_mail_can_be_confirmed_onto_a_project(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    item = await queued(smtp, crm, subject="Angebot ohne Nummer")
+    entry = await decide(crm, "confirm", item["id"], by="anna", project=20001)
+    assert (entry["company"], entry["contact"], entry["lead"], entry["project"]) == (
+        "acme", "bob@acme.com", None, 20001)
+    [filed] = await history(crm)
+    assert (filed["lead"], filed["project"]) == (None, 20001)
+
+
+async def test_mail_to_no_known_contact_is_confirmed_without_one(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    item = await queued(smtp, crm, subject="Lead 11111", to="dave@acme.com")
+    assert item["reasons"] == ["no_contact"]
+    entry = await decide(crm, "confirm", item["id"], by="anna")
+    assert (entry["company"], entry["contact"], entry["lead"], entry["participants"]) == (
+        "acme", None, 11111, [])
+
+
 async def test_two_people_confirming_at_once_exactly_one_wins(
         crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
     item = await queued(smtp, crm, subject="Lead 11111 und 20001")
@@ -107,15 +134,16 @@ async def test_two_people_confirming_at_once_exactly_one_wins(
     ({"lead": 11112, "contact": "bob@acme.com"}, "contact 'bob@acme.com' does not belong to "
                                                  "company 'globex'"),
     ({"lead": 11111, "company": "globex"}, "lead 11111 does not belong to company 'globex'"),
-    ({"lead": 77777}, "no lead 77777"),
-    ({"lead": 11111, "company": "nope"}, "no company 'nope'"),
+    ({"lead": 77777}, "no lead 77777 in tenant 'xyz'"),
+    ({"project": 99999}, "no project 99999 in tenant 'xyz'"),
+    ({"lead": 11111, "company": "nope"}, "no company 'nope' in tenant 'xyz'"),
     ({"lead": 11111, "project": 20001}, "choose a lead or a project, not both"),
 ])
 async def test_choices_are_validated_and_a_refused_one_changes_nothing(
         crm: async_sessionmaker[AsyncSession], smtp: SmtpClient, choice: dict[str, Any],
         error: str) -> None:
     item = await queued(smtp, crm, subject="Lead 11111 und 20001")
-    with pytest.raises((InvalidRequest, NotFound), match=error):
+    with pytest.raises((InvalidRequest, NotFound), match=f"^{re.escape(error)}$"):
         await decide(crm, "confirm", item["id"], by="anna", **choice)
     assert [i["id"] for i in await pending(crm)] == [item["id"]]
     assert await history(crm) == []
@@ -205,10 +233,12 @@ async def test_a_filed_entry_can_be_moved_with_an_audit_record(
         changes = (await session.scalars(select(HistoryChange).order_by(HistoryChange.id))).all()
     assert [(c.changed_by, c.before["lead"], c.after["project"]) for c in changes] == [
         ("anna", 11111, 20001), ("ben", None, 20001), ("carl", None, None)]
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFound, match=f"^no history entry {entry['id']} in tenant 'other'$"):
         await decide(crm, "move", entry["id"], by="eve", slug="other", lead=11111)
     untouched = {e["id"]: e for e in await history(crm)}[other["id"]]
     assert (untouched["lead"], untouched["contact"]) == (11111, "bob@acme.com")
+    moved = await decide(crm, "move", other["id"], by="dora", lead=11112)  # the older one
+    assert (moved["id"], moved["lead"], moved["company"]) == (other["id"], 11112, "globex")
 
 
 async def test_review_all_files_certain_mail_and_shows_it_for_a_check(
