@@ -222,7 +222,7 @@ async def test_a_filed_entry_can_be_moved_with_an_audit_record(
         None, 20001, "acme", "bob@acme.com")
     moved = await decide(crm, "move", entry["id"], by="ben", contact="carol@acme.com")
     assert (moved["project"], moved["contact"]) == (20001, "carol@acme.com")
-    assert "carol@acme.com" in moved["participants"]
+    assert moved["participants"] == ["carol@acme.com", "bob@acme.com"]  # who it is on first
     with pytest.raises(InvalidRequest, match="does not belong to company 'globex'"):
         await decide(crm, "move", entry["id"], by="ben", lead=11112, contact="carol@acme.com")
     # To another company's lead: the company follows, a contact that no longer fits goes.
@@ -239,6 +239,25 @@ async def test_a_filed_entry_can_be_moved_with_an_audit_record(
     assert (untouched["lead"], untouched["contact"]) == (11111, "bob@acme.com")
     moved = await decide(crm, "move", other["id"], by="dora", lead=11112)  # the older one
     assert (moved["id"], moved["lead"], moved["company"]) == (other["id"], 11112, "globex")
+    # An entry without a contact moves without one.
+    moved = await decide(crm, "move", entry["id"], by="dora", project=20001)
+    assert (moved["lead"], moved["project"], moved["company"], moved["contact"]) == (
+        None, 20001, "acme", None)
+
+
+async def test_a_move_onto_a_lead_without_company_is_refused_naming_the_entrys_company(
+        sessions: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    # Neither the lead nor a contact names a company: the entry's own is the one checked.
+    document = directory()
+    document["tenants"][0]["leads"].append({"number": 11115, "name": "Ohne Firma"})
+    await load_directory(sessions, document)
+    assert (await smtp.send(factories.mail(subject="Lead 11111", to="dave@acme.com"))).code \
+        == 250
+    item = (await pending(sessions))[0]
+    entry = await decide(sessions, "confirm", item["id"], by="anna")
+    assert (entry["company"], entry["contact"], entry["lead"]) == ("acme", None, 11111)
+    with pytest.raises(InvalidRequest, match=r"^lead 11115 does not belong to company 'acme'$"):
+        await decide(sessions, "move", entry["id"], by="anna", lead=11115)
 
 
 async def test_review_all_files_certain_mail_and_shows_it_for_a_check(
