@@ -90,8 +90,8 @@ def render_chart(rows: list[PipelineRow], width: int = 40) -> str:
     """Horizontal bars, one per status, scaled to the largest volume (the app's graphic)."""
     if not rows:
         return "(no statuses)\n"
-    top = max((row.expected_volume for row in rows), default=Decimal(0))
-    label = max(len(row.status) for row in rows)
+    top = max(row.expected_volume for row in rows)
+    label = max(len("total"), *(len(row.status) for row in rows))  # the last line's label
     amounts = [f"{row.expected_volume:,.2f}" for row in rows]
     amount_width = max(len(a) for a in amounts)
     lines = []
