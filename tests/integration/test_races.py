@@ -74,6 +74,15 @@ async def race(sessions: async_sessionmaker[AsyncSession], first: Operation,
 # --- rematch against a person's decision (race 2) ----------------------------------------
 
 
+def import_document(document: dict[str, Any]) -> Operation:
+    async def run(session: AsyncSession) -> ImportReport:
+        report = ImportReport()
+        for spec in parse_directory(factories.dumps(document)):
+            await import_tenant(session, spec, report)
+        return report
+    return run
+
+
 async def made_certain(crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> int:
     """A waiting mail that rematch would now file: its contact was just imported."""
     item = await queued(smtp, crm, subject="Lead 11111", to="dave@acme.com")
@@ -201,17 +210,31 @@ async def test_a_confirm_onto_a_project_moved_to_another_company_meanwhile_follo
     [project] = document["tenants"][0]["projects"]
     project["company"] = "globex"
 
-    async def move_project(session: AsyncSession) -> ImportReport:
-        report = ImportReport()
-        for spec in parse_directory(factories.dumps(document)):
-            await import_tenant(session, spec, report)
-        return report
+    move_project = import_document(document)
 
     async def confirm(session: AsyncSession) -> Any:
         return await (await queue(session)).confirm(int(item["id"]), by="anna", project=20001)
 
     _, entry = await race(crm, move_project, confirm)
     assert (entry["company"], entry["project"], entry["contact"]) == ("globex", 20001, None)
+
+
+async def test_a_confirm_waits_for_an_import_moving_a_suggested_contact_away(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    """The suggested contact is checked as the import left it: no longer at acme."""
+    item = await queued(smtp, crm, subject="Angebot ohne Nummer", to="carol@acme.com")
+    document = directory()
+    document["tenants"].pop()  # the other tenant is not in this file
+    for contact in document["tenants"][0]["contacts"]:
+        if contact["email"] == "carol@acme.com":
+            contact["company"] = "globex"
+    run_import = import_document(document)
+
+    async def confirm(session: AsyncSession) -> Any:
+        return await (await queue(session)).confirm(int(item["id"]), by="anna", lead=11111)
+
+    _, entry = await race(crm, run_import, confirm)
+    assert (entry["company"], entry["lead"], entry["contact"]) == ("acme", 11111, None)
 
 
 async def test_two_moves_of_one_entry_keep_an_unbroken_audit_trail(
@@ -317,13 +340,7 @@ def importing_lead_11113() -> Operation:
     document["tenants"][0]["leads"].append({"number": 11113, "name": "Aus der Datei",
                                             "company": "acme"})
     document["tenants"].pop()  # the other tenant is not in this file
-
-    async def run(session: AsyncSession) -> ImportReport:
-        report = ImportReport()
-        for spec in parse_directory(factories.dumps(document)):
-            await import_tenant(session, spec, report)
-        return report
-    return run
+    return import_document(document)
 
 
 async def create_lead(session: AsyncSession) -> Any:

@@ -91,6 +91,16 @@ async def test_confirmed_mail_keeps_every_known_recipient_as_a_participant(
     assert entry["participants"] == ["bob@acme.com", "carol@acme.com"]
 
 
+async def test_a_suggested_contact_removed_since_gives_way_to_the_next(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    item = await queued(smtp, crm, subject="Angebot ohne Nummer", to="carol@acme.com",
+                        cc="bob@acme.com")
+    async with writing(crm) as session:  # as the main app may delete a contact
+        await session.execute(text("DELETE FROM contacts WHERE email = 'carol@acme.com'"))
+    entry = await decide(crm, "confirm", item["id"], by="anna", lead=11111)
+    assert (entry["contact"], entry["participants"]) == ("bob@acme.com", ["bob@acme.com"])
+
+
 async def test_the_contact_a_mail_is_confirmed_on_comes_first_among_its_participants(
         crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
     item = await queued(smtp, crm, subject="Angebot ohne Nummer", cc="carol@acme.com")
