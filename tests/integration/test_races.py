@@ -183,6 +183,28 @@ async def test_a_company_change_after_a_bulk_contact_update_clears_that_contact(
     assert (moved.company, moved.contact) == ("globex", None)
 
 
+async def test_a_company_change_with_a_contact_an_import_moves_meanwhile_is_refused(
+        crm: async_sessionmaker[AsyncSession]) -> None:
+    """The contact is checked as the import left it, not as it was read before."""
+    document = directory()
+    document["tenants"].pop()  # the other tenant is not in this file
+    for contact in document["tenants"][0]["contacts"]:
+        if contact["email"] == "carol@acme.com":
+            contact["company"] = "globex"
+
+    async def to_acme_with_carol(session: AsyncSession) -> Any:
+        return await (await leads(session)).set_company(11112, "acme",
+                                                        contact="carol@acme.com")
+
+    _, refused = await race(crm, import_document(document), to_acme_with_carol)
+    assert isinstance(refused, InvalidRequest)
+    assert str(refused) == ("lead 11112: contact 'carol@acme.com' does not belong to "
+                            "company 'acme'")
+    async with crm() as session:
+        lead = await (await leads(session)).get(11112)
+    assert (lead.company, lead.contact) == ("globex", None)
+
+
 async def test_a_confirm_onto_a_lead_that_moved_meanwhile_is_refused(
         crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
     """What the person chose is checked against the lead as it is when the mail is filed."""
