@@ -323,6 +323,11 @@ async def test_sales_task_is_created_once_per_company(leads: LeadLibrary) -> Non
     assert lead.number == 20003
 
 
+async def test_a_bulk_update_of_no_lead_is_refused(leads: LeadLibrary) -> None:
+    with pytest.raises(InvalidRequest, match=r"^name at least one lead$"):
+        await leads.update_many([], status="Angebot")
+
+
 async def test_each_tenant_books_on_its_own_sales_project(
         crm: async_sessionmaker[AsyncSession]) -> None:
     tasks = {}

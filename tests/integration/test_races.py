@@ -183,6 +183,21 @@ async def test_a_company_change_after_a_bulk_contact_update_clears_that_contact(
     assert (moved.company, moved.contact) == ("globex", None)
 
 
+async def test_a_company_change_back_with_its_contact_after_one_made_meanwhile_is_written(
+        crm: async_sessionmaker[AsyncSession]) -> None:
+    # The second change reads the lead as the first left it (at globex, no contact): the
+    # move back to acme with bob is a change, and is written.
+    async def back_to_acme_with_bob(session: AsyncSession) -> Any:
+        return await (await leads(session)).set_company(11111, "acme", contact="bob@acme.com")
+
+    moved, back = await race(crm, set_company_globex, back_to_acme_with_bob)
+    assert (moved.company, moved.contact) == ("globex", None)
+    assert (back.company, back.contact) == ("acme", "bob@acme.com")
+    async with crm() as session:
+        lead = await (await leads(session)).get(11111)
+    assert (lead.company, lead.contact) == ("acme", "bob@acme.com")
+
+
 async def test_a_company_change_with_a_contact_an_import_moves_meanwhile_is_refused(
         crm: async_sessionmaker[AsyncSession]) -> None:
     """The contact is checked as the import left it, not as it was read before."""
@@ -299,6 +314,27 @@ async def test_a_move_in_a_session_still_holding_the_entry_starts_from_what_is_c
                                                                 lead=11111)
     assert (back["lead"], back["project"]) == (11111, None) and held is not None
     assert [(e["lead"], e["project"]) for e in await history(crm)] == [(11111, None)]
+
+
+async def test_a_confirm_in_a_session_still_holding_the_entry_starts_from_what_is_committed(
+        sessions: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    # As above, for a correction made while confirming mail filed under review = all.
+    document = directory()
+    document["tenants"][0]["review"] = "all"
+    await load_directory(sessions, document)
+    assert (await smtp.send(factories.mail(subject="Lead 11111"))).code == 250
+    [entry], [item] = await history(sessions), await pending(sessions)
+    async with sessions() as app:
+        async with app.begin():
+            tenant = await tenant_scope(app, "xyz")
+            held = await app.get(HistoryEntry, entry["id"])
+        async with writing(sessions) as other:
+            await (await queue(other)).move(entry["id"], by="ben", project=20001)
+        async with app.begin():
+            back = await ReconciliationQueue(app, tenant).confirm(item["id"], by="anna",
+                                                                   lead=11111)
+    assert (back["lead"], back["project"]) == (11111, None) and held is not None
+    assert [(e["lead"], e["project"]) for e in await history(sessions)] == [(11111, None)]
 
 
 # --- a status deleted while leads are set to it -------------------------------------------

@@ -287,6 +287,18 @@ async def test_review_all_files_certain_mail_and_shows_it_for_a_check(
     assert len(await history(sessions)) == 1 and await pending(sessions) == []
 
 
+async def test_under_review_all_confirming_returns_the_entry_of_that_mail(
+        sessions: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    document = directory()
+    document["tenants"][0]["review"] = "all"
+    await load_directory(sessions, document)
+    for subject in ("Lead 11111", "Lead 11111 again"):
+        assert (await smtp.send(factories.mail(subject=subject))).code == 250
+    for item in await pending(sessions):
+        confirmed = await decide(sessions, "confirm", item["id"], by="anna")
+        assert (confirmed["subject"], confirmed["lead"]) == (item["subject"], 11111)
+
+
 async def test_a_correction_naming_only_the_company_keeps_a_lead_that_still_fits(
         sessions: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
     document = directory()
