@@ -18,6 +18,7 @@ from crm_mailer.db.engine import writing
 from crm_mailer.db.models import HistoryChange
 from crm_mailer.errors import Conflict, InvalidRequest, NotFound
 from crm_mailer.leads import tenant_scope
+from crm_mailer.matching import pipeline
 from crm_mailer.reconciliation import ReconciliationQueue, expire_pending
 from tests import factories
 from tests.conftest import SmtpClient, load_directory
@@ -61,7 +62,8 @@ async def test_a_person_confirms_with_a_correction_and_it_is_filed_once(
         crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
     item = await queued(smtp, crm, subject="Lead 11111 und 20001", to="bob@acme.com")
     assert item["reasons"] == ["several_numbers"]
-    with pytest.raises(InvalidRequest, match="several candidates"):
+    with pytest.raises(InvalidRequest, match=r"^several candidates \(lead 11111, project 20001\): "
+                                             r"choose the lead or project$"):
         await decide(crm, "confirm", item["id"], by="anna")
     entry = await decide(crm, "confirm", item["id"], by="anna", lead=11111,
                          contact="carol@acme.com")
@@ -99,6 +101,29 @@ async def test_a_suggested_contact_removed_since_gives_way_to_the_next(
         await session.execute(text("DELETE FROM contacts WHERE email = 'carol@acme.com'"))
     entry = await decide(crm, "confirm", item["id"], by="anna", lead=11111)
     assert (entry["contact"], entry["participants"]) == ("bob@acme.com", ["bob@acme.com"])
+
+
+async def test_the_one_candidate_project_is_what_a_plain_confirm_files_on(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    item = await queued(smtp, crm, subject="Support 20001", to="dave@acme.com")
+    assert (item["reasons"], item["candidates"]["projects"]) == (["no_contact"], [20001])
+    entry = await decide(crm, "confirm", item["id"], by="anna")
+    assert (entry["company"], entry["lead"], entry["project"]) == ("acme", None, 20001)
+
+
+async def test_unprocessable_mail_is_confirmed_only_with_a_choice(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Kept with its error and no candidates at all: the person names where it goes.
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline, "run", lambda *args: 1 / 0)
+        item = await queued(smtp, crm, subject="Lead 11111")
+    assert (item["reasons"], item["candidates"]) == (["unprocessable"], {})
+    with pytest.raises(InvalidRequest,
+                       match=r"^which company\? name one \(candidates: none\)$"):
+        await decide(crm, "confirm", item["id"], by="anna")
+    entry = await decide(crm, "confirm", item["id"], by="anna", company="acme")
+    assert (entry["company"], entry["lead"], entry["contact"]) == ("acme", None, None)
 
 
 async def test_the_contact_a_mail_is_confirmed_on_comes_first_among_its_participants(
