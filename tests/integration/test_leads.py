@@ -193,6 +193,36 @@ async def test_planned_revenues_set_change_and_remove_exactly(leads: LeadLibrary
             await leads.set_revenue(11112, month, amount)
 
 
+async def test_a_revenue_change_touches_only_that_leads_month(leads: LeadLibrary) -> None:
+    # 11111 and 11113 both plan revenue for 2026-12.
+    lead = await leads.set_revenue(11113, "2026-12", "1.00")
+    assert lead.expected_volume == Decimal("1.00")
+    assert (await leads.get(11111)).expected_volume == Decimal("12000.00")
+    await leads.set_revenue(11113, "2026-12", "0")
+    assert (await leads.get(11111)).expected_volume == Decimal("12000.00")
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_two_revenue_changes_of_one_month_at_once_leave_the_later_one(
+        crm: async_sessionmaker[AsyncSession]) -> None:
+    """The later change waits for the lead's row lock, then changes the month the earlier
+    one added (without the lock it would insert it a second time and fail)."""
+    async def set_revenue(amount: str) -> Any:
+        async with writing(crm) as session:
+            library = LeadLibrary(session, await tenant_scope(session, "xyz"))
+            return await library.set_revenue(11112, "2027-03", amount)
+
+    async with writing(crm) as session:
+        await LeadLibrary(session, await tenant_scope(session, "xyz")).set_revenue(
+            11112, "2027-03", "100.00")
+        racing = asyncio.create_task(set_revenue("200.00"))
+        await until_blocked_on_a_lock(crm)
+    later = await racing
+    assert ("2027-03-01", Decimal("200.00")) in [(m.isoformat(), a)
+                                                 for m, a in later.planned_revenues]
+
+
 @pytest.mark.parametrize("include_won, include_lost, expected", [
     (False, False, [("Erstkontakt", 1, "12000.00"), ("Angebot", 1, "0.30")]),
     (True, False, [("Erstkontakt", 1, "12000.00"), ("Angebot", 1, "0.30"),

@@ -111,6 +111,27 @@ async def test_the_one_candidate_project_is_what_a_plain_confirm_files_on(
     assert (entry["company"], entry["lead"], entry["project"]) == ("acme", None, 20001)
 
 
+async def test_the_one_candidate_company_is_what_a_plain_confirm_files_on(
+        sessions: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    document = directory()
+    document["tenants"][0]["companies"].append(
+        {"key": "initech", "name": "Initech", "domains": ["initech.example"]})
+    await load_directory(sessions, document)
+    item = await queued(smtp, sessions, subject="Angebot", to="dave@initech.example")
+    assert item["candidates"]["companies"] == ["initech"]
+    entry = await decide(sessions, "confirm", item["id"], by="anna")
+    assert (entry["company"], entry["contact"], entry["lead"]) == ("initech", None, None)
+
+
+async def test_each_confirm_returns_the_entry_of_its_own_mail(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    for subject in ("Angebot ohne Nummer", "Rückfrage ohne Nummer"):
+        await queued(smtp, crm, subject=subject)
+    for item in await pending(crm):
+        entry = await decide(crm, "confirm", item["id"], by="anna", lead=11111)
+        assert entry["subject"] == item["subject"]
+
+
 async def test_unprocessable_mail_is_confirmed_only_with_a_choice(
         crm: async_sessionmaker[AsyncSession], smtp: SmtpClient,
         monkeypatch: pytest.MonkeyPatch) -> None:
