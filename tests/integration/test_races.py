@@ -274,6 +274,25 @@ async def test_a_confirm_waits_for_an_import_moving_a_suggested_contact_away(
     assert (entry["company"], entry["lead"], entry["contact"]) == ("acme", 11111, None)
 
 
+async def test_a_confirm_onto_a_contact_an_import_moves_meanwhile_is_refused(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    item = await queued(smtp, crm, subject="Angebot ohne Nummer", to="carol@acme.com")
+    document = directory()
+    document["tenants"].pop()  # the other tenant is not in this file
+    for contact in document["tenants"][0]["contacts"]:
+        if contact["email"] == "carol@acme.com":
+            contact["company"] = "globex"
+
+    async def confirm(session: AsyncSession) -> Any:
+        return await (await queue(session)).confirm(int(item["id"]), by="anna", lead=11111,
+                                                    contact="carol@acme.com")
+
+    _, refused = await race(crm, import_document(document), confirm)
+    assert isinstance(refused, InvalidRequest)
+    assert str(refused) == "contact 'carol@acme.com' does not belong to company 'acme'"
+    assert await history(crm) == []
+
+
 async def test_two_moves_of_one_entry_keep_an_unbroken_audit_trail(
         crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
     assert (await smtp.send(factories.mail(subject="Lead 11111"))).code == 250
