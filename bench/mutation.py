@@ -26,8 +26,12 @@ estimate when a full run does not fit. Named or sampled mutants are tested again
 they have a verdict.
 
 Prints killed / timeout / survived / no tests per package and in total, the survival rate
-(survived and untested mutants over those checked) and every survivor as a diff; also
-after an interrupted run. Exits 1 when the survival rate is over --max-survival (5%).
+(survived and untested mutants over those checked), also after an interrupted run; then
+the same after the review in bench/mutation_review.tsv, where a person records for each
+survivor that a test added since kills it, why it is harmless, or that its code is gone;
+then the harmless survivors with their reasons and every unreviewed survivor as a diff.
+Exits 1 when the survival rate after review is over --max-survival (5%), or when a
+survivor is not reviewed or a mutant not checked yet.
 """
 
 from __future__ import annotations
@@ -58,6 +62,9 @@ VERDICTS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no test
             34: "skipped", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout",
             255: "timeout", 37: "type check", None: "not checked"}
 COLUMNS = ("killed", "timeout", "survived", "no tests", "other", "not checked")
+SURVIVING = ("survived", "no tests", "other")
+REVIEW = ROOT / "bench" / "mutation_review.tsv"
+REVIEW_VERDICTS = ("killed", "harmless", "gone")
 
 
 def mutmut_command() -> list[str]:
@@ -87,7 +94,7 @@ def package_of(name: str) -> str:
 
 
 def survivors(found: dict[str, str]) -> list[str]:
-    return sorted(n for n, v in found.items() if v in ("survived", "no tests", "other"))
+    return sorted(n for n, v in found.items() if v in SURVIVING)
 
 
 def survival(counts: collections.Counter[str]) -> str:
@@ -121,20 +128,65 @@ def diff(name: str) -> str:
     return shown.stdout.strip() or shown.stderr.strip()
 
 
-def report(found: dict[str, str], max_survival: float) -> int:
+def load_review(path: Path) -> dict[str, tuple[str, str]]:
+    """Mutant name -> (verdict, why) from the review file: one line per survivor that a
+    person looked at, `name<TAB>verdict<TAB>why`, the verdict one of REVIEW_VERDICTS."""
+    review: dict[str, tuple[str, str]] = {}
+    if not path.exists():
+        return review
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        name, verdict_, why = [*line.split("\t", 2), "", ""][:3]
+        if verdict_ not in REVIEW_VERDICTS:
+            raise SystemExit(f"{path}:{number}: verdict must be one of "
+                             f"{', '.join(REVIEW_VERDICTS)}, not {verdict_!r}")
+        review[name] = (verdict_, why)
+    return review
+
+
+def after_review(found: dict[str, str],
+                 review: dict[str, tuple[str, str]]) -> dict[str, str]:
+    """The verdicts with the review applied: a survivor a later test kills counts as
+    killed; one whose code changed since (gone) no longer counts; a harmless one survives."""
+    applied: dict[str, str] = {}
+    for name, result in found.items():
+        reviewed = review.get(name, ("", ""))[0] if result in SURVIVING else ""
+        if reviewed == "gone":
+            continue
+        applied[name] = "killed" if reviewed == "killed" else result
+    return applied
+
+
+def report(found: dict[str, str], max_survival: float, review_file: Path) -> int:
     if not found:
         print("no results in mutants/: run bench/mutation.py first", file=sys.stderr)
         return 2
     text, rate = table(found)
-    print()
+    print("\nAs measured:\n")
     print(text)
-    left = survivors(found)
-    if left:
-        print(f"\n{len(left)} surviving mutant(s):")
-    for name in left:
-        print(f"\n## {name} ({found[name]})\n{diff(name)}")
-    print(f"\nsurvival rate {rate:.1f}% (at most {max_survival:g}% allowed)")
-    return 0 if rate <= max_survival else 1
+    review = load_review(review_file)
+    applied = after_review(found, review)
+    text, rate = table(applied)
+    print(f"\nAfter the review in {review_file.relative_to(ROOT)} (survivors a later test "
+          "kills count as killed):\n")
+    print(text)
+    left = survivors(applied)
+    harmless = [n for n in left if n in review]
+    unreviewed = [n for n in left if n not in review]
+    if harmless:
+        print(f"\n{len(harmless)} harmless survivor(s):")
+        for name in harmless:
+            print(f"- {name}: {review[name][1]}")
+    if unreviewed:
+        print(f"\n{len(unreviewed)} survivor(s) not reviewed yet:")
+    for name in unreviewed:
+        print(f"\n## {name} ({applied[name]})\n{diff(name)}")
+    print(f"\nsurvival rate after review {rate:.1f}% (at most {max_survival:g}% allowed)")
+    unchecked = sum(1 for result in applied.values() if result == "not checked")
+    if unchecked:
+        print(f"partial: {unchecked} mutant(s) not checked yet")
+    return 0 if rate <= max_survival and not unreviewed and not unchecked else 1
 
 
 def run(mutants: Iterable[str], jobs: int) -> int:
@@ -169,7 +221,10 @@ def main() -> int:
     parser.add_argument("--report", action="store_true",
                         help="only print the score of the results in mutants/")
     parser.add_argument("--max-survival", type=float, default=5.0,
-                        help="exit 1 above this survival rate in percent (default 5)")
+                        help="exit 1 above this survival rate after review, in percent "
+                             "(default 5), or with survivors not reviewed yet")
+    parser.add_argument("--review", type=Path, default=REVIEW,
+                        help="the review of survivors (default bench/mutation_review.tsv)")
     args = parser.parse_args()
 
     if not set(args.sample) <= set("0123456789"):
@@ -183,7 +238,7 @@ def main() -> int:
         code = run([*args.mutants, *sample], args.jobs)
         if code:
             print(f"mutmut run exited with {code}; the score so far:", file=sys.stderr)
-    return report(results(), args.max_survival) or code
+    return report(results(), args.max_survival, args.review.resolve()) or code
 
 
 if __name__ == "__main__":
