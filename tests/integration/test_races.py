@@ -83,6 +83,16 @@ def import_document(document: dict[str, Any]) -> Operation:
     return run
 
 
+def carol_moved_to_globex() -> Operation:
+    """The import of the directory with contact carol moved from acme to globex."""
+    document = directory()
+    document["tenants"].pop()  # the other tenant is not in this file
+    for contact in document["tenants"][0]["contacts"]:
+        if contact["email"] == "carol@acme.com":
+            contact["company"] = "globex"
+    return import_document(document)
+
+
 async def made_certain(crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> int:
     """A waiting mail that rematch would now file: its contact was just imported."""
     item = await queued(smtp, crm, subject="Lead 11111", to="dave@acme.com")
@@ -201,17 +211,12 @@ async def test_a_company_change_back_with_its_contact_after_one_made_meanwhile_i
 async def test_a_company_change_with_a_contact_an_import_moves_meanwhile_is_refused(
         crm: async_sessionmaker[AsyncSession]) -> None:
     """The contact is checked as the import left it, not as it was read before."""
-    document = directory()
-    document["tenants"].pop()  # the other tenant is not in this file
-    for contact in document["tenants"][0]["contacts"]:
-        if contact["email"] == "carol@acme.com":
-            contact["company"] = "globex"
 
     async def to_acme_with_carol(session: AsyncSession) -> Any:
         return await (await leads(session)).set_company(11112, "acme",
                                                         contact="carol@acme.com")
 
-    _, refused = await race(crm, import_document(document), to_acme_with_carol)
+    _, refused = await race(crm, carol_moved_to_globex(), to_acme_with_carol)
     assert isinstance(refused, InvalidRequest)
     assert str(refused) == ("lead 11112: contact 'carol@acme.com' does not belong to "
                             "company 'acme'")
@@ -260,34 +265,23 @@ async def test_a_confirm_waits_for_an_import_moving_a_suggested_contact_away(
         crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
     """The suggested contact is checked as the import left it: no longer at acme."""
     item = await queued(smtp, crm, subject="Angebot ohne Nummer", to="carol@acme.com")
-    document = directory()
-    document["tenants"].pop()  # the other tenant is not in this file
-    for contact in document["tenants"][0]["contacts"]:
-        if contact["email"] == "carol@acme.com":
-            contact["company"] = "globex"
-    run_import = import_document(document)
 
     async def confirm(session: AsyncSession) -> Any:
         return await (await queue(session)).confirm(int(item["id"]), by="anna", lead=11111)
 
-    _, entry = await race(crm, run_import, confirm)
+    _, entry = await race(crm, carol_moved_to_globex(), confirm)
     assert (entry["company"], entry["lead"], entry["contact"]) == ("acme", 11111, None)
 
 
 async def test_a_confirm_onto_a_contact_an_import_moves_meanwhile_is_refused(
         crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
     item = await queued(smtp, crm, subject="Angebot ohne Nummer", to="carol@acme.com")
-    document = directory()
-    document["tenants"].pop()  # the other tenant is not in this file
-    for contact in document["tenants"][0]["contacts"]:
-        if contact["email"] == "carol@acme.com":
-            contact["company"] = "globex"
 
     async def confirm(session: AsyncSession) -> Any:
         return await (await queue(session)).confirm(int(item["id"]), by="anna", lead=11111,
                                                     contact="carol@acme.com")
 
-    _, refused = await race(crm, import_document(document), confirm)
+    _, refused = await race(crm, carol_moved_to_globex(), confirm)
     assert isinstance(refused, InvalidRequest)
     assert str(refused) == "contact 'carol@acme.com' does not belong to company 'acme'"
     assert await history(crm) == []
