@@ -310,28 +310,12 @@ async def test_two_moves_of_one_entry_keep_an_unbroken_audit_trail(
     assert changes[1].before == changes[0].after  # ben's change starts where anna's ended
 
 
-async def test_a_move_in_a_session_still_holding_the_entry_starts_from_what_is_committed(
-        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
-    # The app's session holds the entry, then someone moves it; the app's move back must
-    # start from the entry as committed, not from the copy its session still holds.
-    assert (await smtp.send(factories.mail(subject="Lead 11111"))).code == 250
-    [entry] = await history(crm)
-    async with crm() as app:
-        async with app.begin():
-            tenant = await tenant_scope(app, "xyz")
-            held = await app.get(HistoryEntry, entry["id"])
-        async with writing(crm) as other:
-            await (await queue(other)).move(entry["id"], by="ben", project=20001)
-        async with app.begin():
-            back = await ReconciliationQueue(app, tenant).move(entry["id"], by="anna",
-                                                                lead=11111)
-    assert (back["lead"], back["project"]) == (11111, None) and held is not None
-    assert [(e["lead"], e["project"]) for e in await history(crm)] == [(11111, None)]
-
-
-async def test_a_confirm_in_a_session_still_holding_the_entry_starts_from_what_is_committed(
-        sessions: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
-    # As above, for a correction made while confirming mail filed under review = all.
+@pytest.mark.parametrize("call", ["move", "confirm"])
+async def test_a_correction_in_a_session_still_holding_the_entry_starts_from_what_is_committed(
+        sessions: async_sessionmaker[AsyncSession], smtp: SmtpClient, call: str) -> None:
+    # The app's session holds the entry, then someone moves it; the app's correction back
+    # (a move, or a confirm of the mail filed under review = all) must start from the entry
+    # as committed, not from the copy its session still holds.
     document = directory()
     document["tenants"][0]["review"] = "all"
     await load_directory(sessions, document)
@@ -344,8 +328,9 @@ async def test_a_confirm_in_a_session_still_holding_the_entry_starts_from_what_i
         async with writing(sessions) as other:
             await (await queue(other)).move(entry["id"], by="ben", project=20001)
         async with app.begin():
-            back = await ReconciliationQueue(app, tenant).confirm(item["id"], by="anna",
-                                                                   lead=11111)
+            corrections = ReconciliationQueue(app, tenant)
+            back = await (corrections.move(entry["id"], by="anna", lead=11111) if call == "move"
+                          else corrections.confirm(item["id"], by="anna", lead=11111))
     assert (back["lead"], back["project"]) == (11111, None) and held is not None
     assert [(e["lead"], e["project"]) for e in await history(sessions)] == [(11111, None)]
 
