@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm_mailer.db import repositories
 from crm_mailer.errors import MessageRefused, NotFound
 from crm_mailer.ingest import IngestConfig, match_for_tenant
-from crm_mailer.mail.parse import header_block, sender_claim
 from crm_mailer.matching import pipeline
 from crm_mailer.matching.decide import Filed, Ignored, Queued
 
@@ -42,11 +41,7 @@ async def explain(session: AsyncSession, slug: str, raw: bytes, config: IngestCo
         raise NotFound(f"no tenant '{slug}'")
     tenant = repositories.TenantRef(row.id, row.slug, row.review, row.sender_policy)
     try:
-        match, result = await match_for_tenant(
-            session, tenant, raw,
-            envelope_sender if envelope_sender is not None else sender_claim(
-                header_block(raw, config.limits, smtp=True), config.limits),
-            config)
+        match, result = await match_for_tenant(session, tenant, raw, envelope_sender, config)
     except MessageRefused as refused:
         return Explanation(slug, "refused", f"{type(refused).__name__}: {refused}", ())
     parsed = match.message

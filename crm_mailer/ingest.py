@@ -280,10 +280,13 @@ async def match_for_tenant(session: AsyncSession, tenant: repositories.TenantRef
     """Read, prove and match one message for one tenant in the caller's session: the same
     reading, proof, facts and steps as ingest, in one go (reprocess, explain). SMTP splits
     this work across reader threads, a read session and the storing transaction.
-    Raises MessageRefused for input past a limit."""
+    An envelope sender of None is not known: the From stands in, as a relay sends it ("" is
+    the null sender). Raises MessageRefused for input past a limit."""
     block = header_block(raw, config.limits, smtp=True)
     claim = sender_claim(block, config.limits)
-    envelope = normalize_address(envelope_sender or "") or None
+    if envelope_sender is None:
+        envelope_sender = claim or ""
+    envelope = normalize_address(envelope_sender) or None
     verdicts = await proof_verdicts(raw, block, claim, envelope, [tenant.sender_policy], config)
     parsed = parse_message(raw, config.limits, block, envelope_sender=envelope_sender or "")
     match = MatchInput(parsed, envelope, subject_numbers(parsed.subject), verdicts)
