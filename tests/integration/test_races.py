@@ -71,13 +71,14 @@ async def race(sessions: async_sessionmaker[AsyncSession], first: Operation,
         return first_result, refused
 
 
-# --- rematch against a person's decision (race 2) ----------------------------------------
+# --- imports that race the library and the queue -----------------------------------------
 
 
-def import_document(document: dict[str, Any]) -> Operation:
+def importing(tenant: dict[str, Any]) -> Operation:
+    """An import of a file holding this one tenant (the other one is not in it)."""
     async def run(session: AsyncSession) -> ImportReport:
         report = ImportReport()
-        for spec in parse_directory(factories.dumps(document)):
+        for spec in parse_directory(factories.dumps({"tenants": [tenant]})):
             await import_tenant(session, spec, report)
         return report
     return run
@@ -85,12 +86,14 @@ def import_document(document: dict[str, Any]) -> Operation:
 
 def carol_moved_to_globex() -> Operation:
     """The import of the directory with contact carol moved from acme to globex."""
-    document = directory()
-    document["tenants"].pop()  # the other tenant is not in this file
-    for contact in document["tenants"][0]["contacts"]:
+    tenant = directory()["tenants"][0]
+    for contact in tenant["contacts"]:
         if contact["email"] == "carol@acme.com":
             contact["company"] = "globex"
-    return import_document(document)
+    return importing(tenant)
+
+
+# --- rematch against a person's decision (race 2) ----------------------------------------
 
 
 async def made_certain(crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> int:
@@ -247,17 +250,14 @@ async def test_a_confirm_onto_a_project_moved_to_another_company_meanwhile_follo
     """The confirm waits for the import's change of the project, then files by it."""
     # To no known contact: nothing the confirm locks before the project is the import's.
     item = await queued(smtp, crm, subject="Angebot ohne Nummer", to="dave@acme.com")
-    document = directory()
-    document["tenants"].pop()  # the other tenant is not in this file
-    [project] = document["tenants"][0]["projects"]
+    tenant = directory()["tenants"][0]
+    [project] = tenant["projects"]
     project["company"] = "globex"
-
-    move_project = import_document(document)
 
     async def confirm(session: AsyncSession) -> Any:
         return await (await queue(session)).confirm(int(item["id"]), by="anna", project=20001)
 
-    _, entry = await race(crm, move_project, confirm)
+    _, entry = await race(crm, importing(tenant), confirm)
     assert (entry["company"], entry["project"], entry["contact"]) == ("globex", 20001, None)
 
 
@@ -392,11 +392,9 @@ async def test_a_lead_set_to_a_status_deleted_meanwhile_is_refused(
 
 
 def importing_lead_11113() -> Operation:
-    document = directory()
-    document["tenants"][0]["leads"].append({"number": 11113, "name": "Aus der Datei",
-                                            "company": "acme"})
-    document["tenants"].pop()  # the other tenant is not in this file
-    return import_document(document)
+    tenant = directory()["tenants"][0]
+    tenant["leads"].append({"number": 11113, "name": "Aus der Datei", "company": "acme"})
+    return importing(tenant)
 
 
 async def create_lead(session: AsyncSession) -> Any:
