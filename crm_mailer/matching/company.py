@@ -18,8 +18,7 @@ NAME = "company"
 DESCRIPTION = "company by the counterpart's domain or contact"
 
 
-def _find(match: MatchInput, facts: TenantFacts,
-          findings: Findings) -> tuple[CompanyRef | None, str]:
+def _find(facts: TenantFacts, findings: Findings) -> tuple[CompanyRef | None, str]:
     assert findings.direction is not None
     by_contact = next((facts.companies[c.company_id] for c in findings.contacts
                        if c.company_id is not None and c.company_id in facts.companies), None)
@@ -36,6 +35,6 @@ def _find(match: MatchInput, facts: TenantFacts,
 
 
 def check(match: MatchInput, facts: TenantFacts, findings: Findings) -> Findings:
-    company, why = _find(match, facts, findings)
+    company, why = _find(facts, findings)
     evidence = Evidence(NAME, company.key if company else "nothing", {"why": why})
     return replace(findings, company=company, evidence=(*findings.evidence, evidence))

@@ -24,10 +24,10 @@ def check(match: MatchInput, facts: TenantFacts, findings: Findings) -> Findings
     message = match.message
     if findings.direction is Direction.INBOUND:
         addresses = [match.sender] if match.sender else []
-    elif (forwarded := forwarded_counterparts(match, facts)) is not None:
+    elif message.forwarded is not None and \
+            (forwarded := forwarded_counterparts(match, facts)) is not None:
         addresses = forwarded
-        source = message.forwarded.source if message.forwarded else "?"
-        detail["why"] = f"forwarded to crm@ alone: the original's ({source})"
+        detail["why"] = f"forwarded to crm@ alone: the original's ({message.forwarded.source})"
     else:
         addresses = [a for a in (*message.to, *message.cc)
                      if not facts.is_own_domain(address_domain(a))]

@@ -61,9 +61,9 @@ def run(match: MatchInput, facts: TenantFacts) -> MatchResult:
     findings = Findings()
     for step in STEPS:
         findings = step(match, facts, findings)
-        if findings.direction is None:
-            why = str(findings.evidence[-1].detail.get("why", "")) if findings.evidence else ""
-            return MatchResult(findings, Refused(match.sender, why))
+        if findings.direction is None:  # only the sender step refuses, and it says why
+            return MatchResult(findings, Refused(match.sender,
+                                                 str(findings.evidence[-1].detail["why"])))
         if findings.machine is not None:
             break
     decision, evidence = decide.decide(match, facts, findings)

@@ -50,3 +50,7 @@ def test_paren_after_number_is_no_number_but_a_clean_token_elsewhere_counts() ->
 
 def test_digit_runs_beyond_bigint_are_ignored() -> None:
     assert subject_numbers("9" * 30 + " 42") == (42,)
+
+
+def test_the_largest_bigint_is_a_number_and_one_more_is_not() -> None:
+    assert subject_numbers(f"{2**63 - 1} {2**63}") == (2**63 - 1,)

@@ -156,6 +156,7 @@ def test_outbound_company_falls_back_to_a_recipient_domain() -> None:
     ("@xyz.hq.example", None),
     ('"crm"@xyz.hq.example', None),
     ("crm@", None),
+    ("@relay.example:crm@xyz.hq.example", None),  # a source route
 ])
 def test_recipient_host_accepts_only_the_crm_local_part(address: str, host: str | None) -> None:
     assert recipient_host(address, "crm") == host

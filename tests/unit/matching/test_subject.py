@@ -35,6 +35,11 @@ def test_words_are_casefolded_and_keep_their_hyphens() -> None:
     assert name_key("Straße") == name_key("STRASSE") == "strasse"
 
 
+def test_a_name_keeps_every_word_past_a_subjects_sixty() -> None:
+    longest = " ".join("w" * 128)  # 255 characters, a lead's longest name: 128 words
+    assert name_key(longest).split() == ["w"] * 128
+
+
 @pytest.mark.parametrize("subject, name, found", [
     ("AW: Angebot Website-Relaunch 2027", "Website-Relaunch", True),
     ("Angebot website-relaunch", "Website-Relaunch", True),
