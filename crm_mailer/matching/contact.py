@@ -24,10 +24,9 @@ def check(match: MatchInput, facts: TenantFacts, findings: Findings) -> Findings
     message = match.message
     if findings.direction is Direction.INBOUND:
         addresses = [match.sender] if match.sender else []
-    elif message.forwarded is not None and \
-            (forwarded := forwarded_counterparts(match, facts)) is not None:
-        addresses = forwarded
-        detail["why"] = f"forwarded to crm@ alone: the original's ({message.forwarded.source})"
+    elif (forwarded := forwarded_counterparts(match, facts)) is not None:
+        addresses, source = forwarded
+        detail["why"] = f"forwarded to crm@ alone: the original's ({source})"
     else:
         addresses = [a for a in (*message.to, *message.cc)
                      if not facts.is_own_domain(address_domain(a))]

@@ -172,14 +172,16 @@ class Findings:
         return replace(self, **changes, evidence=(*self.evidence, Evidence(step, found, detail)))
 
 
-def forwarded_counterparts(match: MatchInput, facts: TenantFacts) -> list[str] | None:
+def forwarded_counterparts(match: MatchInput, facts: TenantFacts) -> tuple[list[str], str] | None:
     """For a forward to crm@ alone (nothing in To or Cc but crm@ and the tenant's own
-    people), the customer side of the forwarded original: its sender, or - when one of the
-    tenant's people wrote it - its recipients. None when the rule does not apply."""
+    people), the customer side of the forwarded original - its sender, or, when one of the
+    tenant's people wrote it, its recipients - and where the original was read from.
+    None when the rule does not apply."""
     message, original = match.message, match.message.forwarded
     if original is None or any(not facts.is_own_domain(address_domain(a))
                                for a in (*message.to, *message.cc)):
         return None
     if original.from_address and not facts.is_own_domain(address_domain(original.from_address)):
-        return [original.from_address]
-    return [a for a in (*original.to, *original.cc) if not facts.is_own_domain(address_domain(a))]
+        return [original.from_address], original.source
+    return ([a for a in (*original.to, *original.cc) if not facts.is_own_domain(address_domain(a))],
+            original.source)

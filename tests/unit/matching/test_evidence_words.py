@@ -67,6 +67,14 @@ def test_an_outbound_mail_from_a_sub_domain_to_a_stranger() -> None:
     ]
 
 
+def test_every_recipient_that_is_a_contact_is_recorded_in_order() -> None:
+    result = run("Lead 11111", to=("carol@acme.com", "x@unknown.example"), cc=("bob@acme.com",))
+    assert trail(result, "contact") == [
+        ("contact", "carol@acme.com, bob@acme.com",
+         {"looked_up": ["carol@acme.com", "x@unknown.example", "bob@acme.com"]}),
+    ]
+
+
 def test_an_internal_mail_to_a_colleague_has_no_counterpart() -> None:
     result = run("Hallo", to=("mia@xyz.de",), cc=("crm@xyz.hq.example",))
     assert trail(result, "contact", "company") == [
@@ -90,6 +98,13 @@ def test_an_inbound_mail_from_a_companys_sub_domain_replying_to_unknown_mail() -
                                     "subject"}),
         ("single_lead", "nothing", {"open_leads": 0}),
         ("decide", "queued", {"reasons": ["no_number", "no_contact"]}),
+    ]
+
+
+def test_an_inbound_mail_from_a_companys_own_domain() -> None:
+    assert trail(run_inbound("Kurze Frage"), "sender") == [
+        ("sender", "inbound", {"sender": "bob@acme.com", **ALIGNED,
+                               "why": "acme.com is a domain of company acme"}),
     ]
 
 
