@@ -13,25 +13,16 @@ is an error naming the tenant and the record, with nothing applied.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
 
 from crm_mailer.db.models import (
     Base,
-    Company,
-    CompanyDomain,
-    Contact,
-    Lead,
     LeadStatus,
-    PlannedRevenue,
-    Project,
     ReviewPolicy,
     SalesAction,
     SenderDomain,
@@ -39,8 +30,10 @@ from crm_mailer.db.models import (
     Tenant,
     TenantHost,
 )
+from crm_mailer.directory import rows
 from crm_mailer.directory.merge import NEVER, RecordMerge, Ref, arranged, common_order
 from crm_mailer.directory.report import Action, ImportReport, ReportLine, shown
+from crm_mailer.directory.rows import CompanyRow, ContactRow, LeadRow, ProjectRow, month_key
 from crm_mailer.directory.spec import LeadSpec, ProjectSpec, TenantSpec
 from crm_mailer.errors import DirectoryImportError
 from crm_mailer.leads.rules import broken_records, converted_lead_status, converted_leads_in
@@ -99,10 +92,6 @@ async def _replace_values(session: AsyncSession, model: type[Base], column: str,
     return changed
 
 
-def _month(month: dt.date) -> str:
-    return month.strftime("%Y-%m")
-
-
 def _find_statuses(names: Sequence[str], rows: Sequence[LeadStatus]) -> dict[str, LeadStatus]:
     """The status each of the file's names refers to: the one the file gave that name last
     time (renamed in the CRM since or not), else one of that name no other name claims."""
@@ -135,9 +124,10 @@ class _TenantImport:
         self.status_rows: list[LeadStatus] = []
         self.unavailable: dict[str, str] = {}  # statuses the file names but could not create
         self.actions: dict[str, SalesAction] = {}
-        self.companies: dict[str, Company] = {}
+        self.companies: dict[str, CompanyRow] = {}
         self.company_keys: dict[int, str] = {}
-        self.contacts: dict[str, Contact] = {}
+        self.contacts: dict[str, ContactRow] = {}
+        self.stored_contacts: rows.Stored[str, ContactRow] = rows.Stored(ContactRow, ())
         self.contact_emails: dict[int, str] = {}
         self.projects: dict[int, int] = {}  # project id -> number
 
@@ -148,7 +138,7 @@ class _TenantImport:
             field: str = "", detail: str = "") -> None:
         self.report.add(ReportLine(action, self.spec.slug, record, field, detail), count)
 
-    def merge(self, record: str, row: Company | Contact | Project | Lead) -> RecordMerge:
+    def merge(self, record: str, row: rows.Row) -> RecordMerge:
         return RecordMerge(self.spec.slug, record, row.imported, overwrite=self.overwrite)
 
     def finish(self, merge: RecordMerge, kind: str) -> None:
@@ -158,7 +148,8 @@ class _TenantImport:
     async def run(self) -> Tenant:
         tenant, merge, terms = await self._tenant()
         broken_before = await broken_records(self.session, tenant.id)
-        self.contacts = await _existing(self.session, Contact, tenant.id, "email", lock=True)
+        self.stored_contacts = await rows.load(self.session, ContactRow, tenant.id, lock=True)
+        self.contacts = self.stored_contacts.by_key
         await self._statuses(tenant, merge, terms)
         await self._sales_actions(tenant.id)
         await self._companies(tenant.id)
@@ -381,50 +372,51 @@ class _TenantImport:
 
     async def _companies(self, tenant_id: int) -> None:
         spec = self.spec
-        companies = self.companies = await _existing(self.session, Company, tenant_id, "key")
+        stored = await rows.load(self.session, CompanyRow, tenant_id)
+        companies = self.companies = stored.by_key
         self.left_alone["company"] = len(set(companies) - {c.key for c in spec.companies})
         merges: dict[str, RecordMerge] = {}
+        new: list[CompanyRow] = []
         for company in spec.companies:
             record = f"company '{company.key}'"
             terms = {"name": company.name}
             if (row := companies.get(company.key)) is None:
-                companies[company.key] = Company(tenant_id=tenant_id, key=company.key,
-                                                 name=company.name, imported=terms)
-                self.session.add(companies[company.key])
+                new.append(CompanyRow(0, company.key, company.name, terms))
                 self.add(Action.CREATED, record, "company created")
                 continue
             merge = merges[company.key] = self.merge(record, row)
             row.name = merge.field("name", company.name, row.name)
             row.imported = terms
-        await self.session.flush()
+        await rows.update_rows(self.session, stored.changed())
+        await rows.insert_rows(self.session, tenant_id, new)
+        companies.update((row.key, row) for row in new)
         self.company_keys = {row.id: key for key, row in companies.items()}
 
         in_file = {c.key for c in spec.companies}
         domains: dict[int, set[str]] = {}
         domain_owner: dict[str, str] = {}
-        for key, company_id, domain in await self.session.execute(
-                select(Company.key, Company.id, CompanyDomain.domain).join(Company)
-                .where(CompanyDomain.tenant_id == tenant_id)):
+        domain_rows: dict[tuple[int, str], int] = {}
+        for row_id, company_id, domain in await rows.company_domains(self.session, tenant_id):
             domains.setdefault(company_id, set()).add(domain)
-            domain_owner[domain] = key
+            domain_owner[domain] = self.company_keys[company_id]
+            domain_rows[company_id, domain] = row_id
         for company in spec.companies:
             for domain in company.domains:
                 owner = domain_owner.get(domain)
                 if owner is not None and owner != company.key and owner not in in_file:
                     raise self.fail(f"company '{company.key}'", f"domain '{domain}' already "
                                     f"belongs to company '{owner}'")
-        for company in spec.companies:  # removals first, so a domain can move between companies
-            await self.session.execute(delete(CompanyDomain).where(
-                CompanyDomain.company_id == companies[company.key].id,
-                CompanyDomain.domain.not_in(company.domains)))
-        for company in spec.companies:
-            row = companies[company.key]
-            await _replace_values(self.session, CompanyDomain, "domain", company.domains,
-                                  tenant_id=tenant_id, company_id=row.id)
-            if company.key in merges:
-                if domains.get(row.id, set()) != set(company.domains):
-                    merges[company.key].replaced.append("domains")
-                self.finish(merges[company.key], "company")
+        wanted = {companies[c.key].id: set(c.domains) for c in spec.companies}
+        await rows.change_company_domains(
+            self.session, tenant_id,
+            removed=[row_id for (company_id, domain), row_id in domain_rows.items()
+                     if company_id in wanted and domain not in wanted[company_id]],
+            added=[(companies[c.key].id, domain) for c in spec.companies for domain in c.domains
+                   if domain not in domains.get(companies[c.key].id, set())])
+        for key, merge in merges.items():
+            if domains.get(companies[key].id, set()) != wanted[companies[key].id]:
+                merge.replaced.append("domains")
+            self.finish(merge, "company")
 
     def company_key(self, company_id: int | None) -> str | None:
         return self.company_keys[company_id] if company_id is not None else None
@@ -449,15 +441,13 @@ class _TenantImport:
     async def _contacts(self, tenant_id: int) -> None:
         contacts = self.contacts  # locked in run()
         self.left_alone["contact"] = len(set(contacts) - {c.email for c in self.spec.contacts})
+        new: list[ContactRow] = []
         for contact in self.spec.contacts:
             record = f"contact '{contact.email}'"
             company_id = self.company_id(contact.company, record)
             terms = {"name": contact.name, "company": contact.company}
             if (row := contacts.get(contact.email)) is None:
-                contacts[contact.email] = Contact(tenant_id=tenant_id, email=contact.email,
-                                                  name=contact.name, company_id=company_id,
-                                                  imported=terms)
-                self.session.add(contacts[contact.email])
+                new.append(ContactRow(0, contact.email, contact.name, company_id, terms))
                 self.add(Action.CREATED, record, "contact created")
                 continue
             merge = self.merge(record, row)
@@ -466,7 +456,9 @@ class _TenantImport:
             row.company_id = self.company_id(company, record)
             row.imported = terms
             self.finish(merge, "contact")
-        await self.session.flush()
+        await rows.update_rows(self.session, self.stored_contacts.changed())
+        await rows.insert_rows(self.session, tenant_id, new)
+        contacts.update((row.email, row) for row in new)
         self.contact_emails = {row.id: email for email, row in contacts.items()}
 
     # --- projects and leads ----------------------------------------------------------------
@@ -480,8 +472,11 @@ class _TenantImport:
         if not self.fits(email, company):
             raise self.fail(record, f"contact '{email}' does not belong to its company")
 
+    def contact_id(self, email: str | None) -> int | None:
+        return self.contacts[email].id if email is not None else None
+
     def merge_pair(self, merge: RecordMerge, record: str, spec: LeadSpec | ProjectSpec,
-                   row: Lead | Project) -> None:
+                   row: LeadRow | ProjectRow) -> None:
         """Company and contact, each by the rule, and together: the contact belongs to the
         company. Where one is kept from the CRM and the other would not fit it, both stay."""
         company_now, contact_now = self.company_key(row.company_id), self.contact_email(
@@ -499,12 +494,14 @@ class _TenantImport:
                                   "the CRM")
             company, contact = company_now, contact_now
         row.company_id = self.company_id(company, record)
-        row.contact_id = self.contacts[contact].id if contact is not None else None
+        row.contact_id = self.contact_id(contact)
 
     async def _projects(self, tenant_id: int) -> None:
-        projects = await _existing(self.session, Project, tenant_id, "number", lock=True)
+        stored = await rows.load(self.session, ProjectRow, tenant_id, lock=True)
+        projects = stored.by_key
         self.projects = {row.id: number for number, row in projects.items()}
         self.left_alone["project"] = len(set(projects) - {p.number for p in self.spec.projects})
+        new: list[ProjectRow] = []
         for project in self.spec.projects:
             record = f"project {project.number}"
             company_id = self.company_id(project.company, record)
@@ -512,10 +509,8 @@ class _TenantImport:
             terms = {"name": project.name, "company": project.company,
                      "contact": project.contact}
             if (row := projects.get(project.number)) is None:
-                self.session.add(Project(
-                    tenant_id=tenant_id, number=project.number, name=project.name,
-                    company_id=company_id, imported=terms,
-                    contact_id=self.contacts[project.contact].id if project.contact else None))
+                new.append(ProjectRow(0, project.number, project.name, company_id,
+                                      self.contact_id(project.contact), terms))
                 self.add(Action.CREATED, record, "project created")
                 continue
             merge = self.merge(record, row)
@@ -523,17 +518,19 @@ class _TenantImport:
             self.merge_pair(merge, record, project, row)
             row.imported = terms
             self.finish(merge, "project")
-        await self.session.flush()
+        await rows.update_rows(self.session, stored.changed())
+        await rows.insert_rows(self.session, tenant_id, new)
 
     async def _leads(self, tenant_id: int) -> None:
-        leads = {lead.number: lead for lead in await self.session.scalars(
-            select(Lead).where(Lead.tenant_id == tenant_id).with_for_update()
-            .options(selectinload(Lead.planned_revenues)))}
+        stored = await rows.load(self.session, LeadRow, tenant_id, lock=True)
+        leads = stored.by_key
         self.left_alone["lead"] = len(set(leads) - {lead.number for lead in self.spec.leads})
         by_id = {row.id: row for row in self.status_rows}
         action_names = {row.id: name for name, row in self.actions.items()}
         default_status = min((s for s in self.status_rows if s.kind is StatusKind.OPEN),
                              key=lambda s: s.position, default=None)
+        new: list[LeadRow] = []
+        revenues: dict[int, dict[str, str]] = {}  # of stored leads, where they change
         for lead in self.spec.leads:
             record = f"lead {lead.number}"
             if lead.status is not None and lead.status not in self.statuses \
@@ -543,7 +540,7 @@ class _TenantImport:
                 raise self.fail(record, f"sales action '{lead.sales_action}' does not exist")
             company_id = self.company_id(lead.company, record)
             self.check_contact(record, lead.contact, lead.company)
-            months = {_month(r.month): f"{r.amount:.2f}" for r in lead.planned_revenues}
+            months = {month_key(r.month): f"{r.amount:.2f}" for r in lead.planned_revenues}
             terms: dict[str, Any] = {
                 "name": lead.name, "company": lead.company, "contact": lead.contact,
                 "status": lead.status, "sales_action": lead.sales_action,
@@ -557,14 +554,10 @@ class _TenantImport:
                     raise self.fail(record, f"{unavailable or 'no status given'} and the tenant "
                                     "has no open lead status")
                 terms["status"] = status.name
-                self.session.add(Lead(
-                    tenant_id=tenant_id, number=lead.number, name=lead.name,
-                    company_id=company_id, status_id=status.id, imported=terms,
-                    contact_id=self.contacts[lead.contact].id if lead.contact else None,
-                    sales_action_id=(self.actions[lead.sales_action].id
-                                     if lead.sales_action else None),
-                    planned_revenues=[PlannedRevenue(month=r.month, amount=r.amount)
-                                      for r in lead.planned_revenues]))
+                new.append(LeadRow(
+                    0, lead.number, lead.name, company_id, self.contact_id(lead.contact),
+                    status.id, self.actions[lead.sales_action].id if lead.sales_action else None,
+                    None, terms, months))
                 self.add(Action.CREATED, record, "lead created")
                 if unavailable:
                     given = RecordMerge(self.spec.slug, record, None, overwrite=self.overwrite)
@@ -597,13 +590,19 @@ class _TenantImport:
             action = merge.field("sales_action", lead.sales_action,
                                  action_names.get(row.sales_action_id or 0))
             row.sales_action_id = self.actions[action].id if action is not None else None
-            await self._revenues(merge, row, months)
+            if (merged := self._revenues(merge, row, months)) != row.revenues:
+                row.revenues = revenues[row.id] = merged
             row.imported = terms
             self.finish(merge, "lead")
+        await rows.update_rows(self.session, stored.changed())
+        await rows.insert_rows(self.session, tenant_id, new)
+        await rows.replace_revenues(self.session, revenues)
+        await rows.add_revenues(self.session, {row.id: row.revenues for row in new})
 
-    async def _revenues(self, merge: RecordMerge, row: Lead, months: dict[str, str]) -> None:
+    @staticmethod
+    def _revenues(merge: RecordMerge, row: LeadRow, months: dict[str, str]) -> dict[str, str]:
         """Planned revenues month by month: a month changed in the CRM keeps its amount."""
-        now = {_month(r.month): f"{r.amount:.2f}" for r in row.planned_revenues}
+        now = row.revenues
         last = merge.last("planned_revenues", now)
         merged = {}
         for month in sorted(set(months) | set(now)):
@@ -611,10 +610,4 @@ class _TenantImport:
                                  last=last if last is NEVER else last.get(month))
             if amount is not None:
                 merged[month] = amount
-        if merged != now:
-            # Delete the old months first: the unit of work would insert before deleting.
-            row.planned_revenues.clear()
-            await self.session.flush()
-            row.planned_revenues.extend(
-                PlannedRevenue(month=dt.date.fromisoformat(f"{month}-01"),
-                               amount=Decimal(amount)) for month, amount in merged.items())
+        return merged

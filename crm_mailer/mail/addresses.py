@@ -2,11 +2,38 @@
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Iterator
 
 import idna
 
 MAX_ADDRESS_LENGTH = 254  # RFC 5321's path limit less the angle brackets
+# A label IDNA leaves as it is, lower-cased: letters, digits, inner hyphens, at most 63,
+# and no hyphens in places 3 and 4 (`xn--` labels are decoded and checked by the library).
+_PLAIN_LABEL = re.compile(r"(?!..--)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.ASCII)
+
+
+def _encode(domain: str) -> str:
+    """The IDNA (UTS #46) form of a domain without its trailing dot; raises what idna raises.
+
+    Most domains are plain ASCII host names, already in that form once lower-cased: they
+    skip the library, which takes 70 us a domain (a 500,000-lead import checks 100,000).
+    """
+    lowered = domain.lower()
+    if domain.isascii() and len(lowered) <= 253 \
+            and all(map(_PLAIN_LABEL.fullmatch, lowered.split("."))):
+        return lowered
+    return idna.encode(domain, uts46=True).decode("ascii")
+
+
+# The same domains come again and again (the mail of one company, its contacts). Only
+# what can be a domain is kept: a stranger's megabyte of "domain" is not.
+_encode_cached = functools.lru_cache(maxsize=16_384)(_encode)
+
+
+def _idna(domain: str) -> str:
+    return _encode_cached(domain) if len(domain) <= 255 else _encode(domain)
 
 
 def normalize_domain(domain: str) -> str:
@@ -19,7 +46,7 @@ def normalize_domain(domain: str) -> str:
     if not domain:
         return ""
     try:
-        return idna.encode(domain, uts46=True).decode("ascii")
+        return _idna(domain)
     except (idna.IDNAError, UnicodeError, ValueError):
         return domain.lower()
 
@@ -30,7 +57,7 @@ def strict_domain(domain: str) -> str:
     if not domain or "@" in domain:
         raise ValueError(f"{domain!r} is not a domain name")
     try:
-        return idna.encode(domain, uts46=True).decode("ascii")
+        return _idna(domain)
     except (idna.IDNAError, UnicodeError) as exc:
         raise ValueError(f"{domain!r} is not a valid domain name: {exc}") from None
 
