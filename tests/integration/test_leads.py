@@ -90,6 +90,31 @@ async def test_create_refuses_a_contact_of_another_company(leads: LeadLibrary) -
     assert [lead.number for lead in await leads.list_leads()] == [11111, 11112, 11113, 11114]
 
 
+async def test_create_without_a_status_takes_this_tenants_first_open_one(
+        leads: LeadLibrary) -> None:
+    # The won and lost statuses come first now, and the other tenant's open "Neu" is at
+    # position 0 of its own list: only this tenant's open statuses count.
+    await StatusLibrary(leads.session, leads.tenant).reorder(
+        ["Gewonnen", "Verloren", "Angebot", "Erstkontakt"])
+    lead = await leads.create(name="Neu", company="acme")
+    assert (lead.status, lead.status_kind) == ("Angebot", StatusKind.OPEN)
+
+
+async def test_create_without_a_status_is_refused_when_the_tenant_has_no_open_one(
+        leads: LeadLibrary) -> None:
+    statuses = StatusLibrary(leads.session, leads.tenant)
+    for name in ("Erstkontakt", "Angebot"):
+        await statuses.set_kind(name, "lost")
+    with pytest.raises(InvalidRequest, match=r"^tenant 'xyz' has no open lead status$"):
+        await leads.create(name="Neu", company="acme")
+
+
+@pytest.mark.parametrize("name", ["", "  \t"])
+async def test_create_refuses_a_blank_name(leads: LeadLibrary, name: str) -> None:
+    with pytest.raises(InvalidRequest, match=r"^a lead needs a name$"):
+        await leads.create(name=name, company="acme")
+
+
 async def test_concurrent_creates_never_share_a_number(
         crm: async_sessionmaker[AsyncSession]) -> None:
     async def create(index: int) -> int:
