@@ -34,6 +34,7 @@ class Settings:
     state_dir: Path = field(default_factory=default_state_dir)
     listen_host: str = "127.0.0.1"
     listen_port: int = 2525
+    workers: int = 1  # SMTP worker processes on the listen port; "auto": one per core
     local_part: str = "crm"
     max_message_size: int = 33_554_432
     max_line_length: int = 1_000_000
@@ -86,6 +87,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 
 _INT_RANGES: dict[str, tuple[int, int]] = {
     "listen_port": (0, 65535),
+    "workers": (1, 256),
     "max_message_size": (1024, 2**31 - 1),
     "max_line_length": (1001, 2**31 - 1),
     "pending_max_age_days": (1, 36500),
@@ -104,11 +106,33 @@ _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
 
+def auto_workers() -> int:
+    """One worker per core this process may run on."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+               else os.cpu_count() or 1)
+
+
+def parse_workers(text: str) -> int:
+    """A number of workers as `serve --workers` takes it: a whole number, or "auto"."""
+    if text.strip().lower() == "auto":
+        return auto_workers()
+    low, high = _INT_RANGES["workers"]
+    try:
+        number = int(text)
+    except ValueError:
+        raise ValueError(f"must be a whole number or 'auto', not {text!r}") from None
+    if not low <= number <= high:
+        raise ValueError(f"must be between {low} and {high}, not {text!r}")
+    return number
+
+
 def _coerce(key: str, raw: Any, type_name: str, from_env: bool) -> Any:
     """Convert one TOML or environment value to the field's type, or name the key that is wrong."""
     where = f"{ENV_PREFIX}{key.upper()}" if from_env else f"config key '{key}'"
     try:
         if type_name == "int":
+            if key == "workers" and isinstance(raw, str) and raw.strip().lower() == "auto":
+                return auto_workers()
             if isinstance(raw, bool) or not (from_env or isinstance(raw, int)):
                 raise ValueError
             number = int(raw)

@@ -26,8 +26,9 @@ from crm_mailer.leads.scope import tenant_scope
 from crm_mailer.mail.freemail import free_mail_domains
 from crm_mailer.mail.proof import SenderPolicy
 from crm_mailer.reconciliation import ReconciliationQueue, expire_pending
-from crm_mailer.settings import Settings
+from crm_mailer.settings import Settings, parse_workers
 from crm_mailer.smtp.server import SmtpServer
+from crm_mailer.smtp.workers import Supervisor, WorkerPipes, reserve, worker_command
 from crm_mailer.views import list_history
 
 log = structlog.get_logger("crm_mailer.cli")
@@ -40,6 +41,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve = commands.add_parser("serve", help="run the SMTP server")
     serve.add_argument("--host", help="listen address (config: listen_host)")
     serve.add_argument("--port", type=int, help="listen port (config: listen_port)")
+    serve.add_argument("--workers", type=workers_argument, metavar="N|auto",
+                       help="SMTP worker processes on the port (config: workers)")
+    serve.add_argument("--worker-pipes", help=argparse.SUPPRESS)  # set by the supervisor
     serve.set_defaults(run=_serve)
 
     db = commands.add_parser("db", help="database schema")
@@ -127,14 +131,29 @@ def add_record_choice(parser: argparse.ArgumentParser) -> None:
     record.add_argument("--project", type=int, metavar="NUMBER")
     parser.add_argument("--contact", metavar="EMAIL")
 
+def workers_argument(text: str) -> int:
+    try:
+        return parse_workers(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 async def _serve(args: argparse.Namespace, settings: Settings, engine: AsyncEngine) -> int:
+    host = args.host or settings.listen_host
+    port = settings.listen_port if args.port is None else args.port
+    count = args.workers or settings.workers
+    if count > 1:
+        return await _supervise(args, settings, host, port, count)
+    pipes = WorkerPipes(args.worker_pipes) if args.worker_pipes else None
     server = SmtpServer(settings, session_factory(engine))
     try:
-        await server.start(args.host, args.port)
+        await server.start(host, port, reuse_port=pipes is not None)
     except OSError as exc:
-        raise CrmMailerError(f"cannot listen on {args.host or settings.listen_host}:"
-                             f"{args.port or settings.listen_port}: {exc.strerror}") from None
+        raise CrmMailerError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     stop = asyncio.Event()
+    if pipes is not None:
+        pipes.report_ready()
+        pipes.on_supervisor_gone(stop)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -144,6 +163,20 @@ async def _serve(args: argparse.Namespace, settings: Settings, engine: AsyncEngi
     log.info("smtp.shutdown_requested")
     await server.stop()
     return 0
+
+
+async def _supervise(args: argparse.Namespace, settings: Settings, host: str, port: int,
+                     count: int) -> int:
+    try:
+        reserved = reserve(host, port)
+    except OSError as exc:
+        raise CrmMailerError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    with reserved:
+        port = reserved.getsockname()[1]
+        log.info("smtp.supervising", host=host, port=port, workers=count)
+        supervisor = Supervisor(worker_command(args.config, host, port), count,
+                                grace=settings.shutdown_timeout)
+        return await supervisor.run()
 
 
 async def _db_upgrade(args: argparse.Namespace, settings: Settings, engine: AsyncEngine) -> int:

@@ -265,14 +265,17 @@ class SmtpServer:
             return False
         return self.certificate.reload()
 
-    async def start(self, host: str | None = None, port: int | None = None) -> tuple[str, int]:
-        """Listen; returns the bound address (port 0 picks a free one)."""
+    async def start(self, host: str | None = None, port: int | None = None, *,
+                    reuse_port: bool = False) -> tuple[str, int]:
+        """Listen; returns the bound address (port 0 picks a free one). `reuse_port`: share
+        the port with the other workers (SO_REUSEPORT)."""
         loop = asyncio.get_running_loop()
         # Load the Public Suffix List now (about 0.1 s), not while the first message waits.
         await asyncio.to_thread(registrable_domain, "example.com")
         self._server = await loop.create_server(
             self._protocol, host or self.settings.listen_host,
-            self.settings.listen_port if port is None else port, reuse_address=True)
+            self.settings.listen_port if port is None else port, reuse_address=True,
+            reuse_port=reuse_port or None)
         bound = self._server.sockets[0].getsockname()
         log.info("smtp.listening", host=bound[0], port=bound[1])
         return bound[0], bound[1]
