@@ -18,8 +18,10 @@ from crm_mailer.db.engine import writing
 from crm_mailer.db.models import HistoryChange
 from crm_mailer.errors import Conflict, InvalidRequest, NotFound
 from crm_mailer.leads import tenant_scope
+from crm_mailer.leads.scope import Lookup
 from crm_mailer.matching import pipeline
 from crm_mailer.reconciliation import ReconciliationQueue, expire_pending
+from crm_mailer.reconciliation.filing import place
 from tests import factories
 from tests.conftest import SmtpClient, load_directory
 from tests.integration.test_smtp_ingest import history, pending
@@ -150,6 +152,29 @@ async def test_unprocessable_mail_is_confirmed_only_with_a_choice(
         await decide(crm, "confirm", item["id"], by="anna")
     entry = await decide(crm, "confirm", item["id"], by="anna", company="acme")
     assert (entry["company"], entry["lead"], entry["contact"]) == ("acme", None, None)
+
+
+async def test_unprocessable_mail_confirmed_with_a_contact_alone_goes_to_its_company(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline, "run", lambda *args: 1 / 0)
+        item = await queued(smtp, crm, subject="Lead 11111")
+    entry = await decide(crm, "confirm", item["id"], by="anna", contact="carol@acme.com")
+    assert (entry["company"], entry["contact"], entry["lead"]) == ("acme", "carol@acme.com", None)
+
+
+async def test_of_several_suggested_companies_none_is_chosen_for_the_person(
+        crm: async_sessionmaker[AsyncSession]) -> None:
+    async with writing(crm) as session:
+        lookup = Lookup(session, await tenant_scope(session, "xyz"))
+        with pytest.raises(InvalidRequest,
+                           match=r"^which company\? name one \(candidates: acme, globex\)$"):
+            await place(lookup, company=None, contact=None, lead=None, project=None,
+                        suggested_companies=["acme", "globex"])
+        one = await place(lookup, company=None, contact=None, lead=None, project=None,
+                          suggested_companies=["globex"])
+    assert (one.company.key, one.contact, one.lead, one.project) == ("globex", None, None, None)
 
 
 async def test_mail_can_be_confirmed_onto_a_project(
