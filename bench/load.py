@@ -1,0 +1,113 @@
+"""The load client of bench/throughput.py, run in its own process: SMTP sessions with
+aiosmtplib, as fast as the server answers (peak) or paced at a fixed rate (latency).
+
+    python bench/load.py --port 2525 --messages messages.pickle --sessions 20 [--reuse]
+                         [--rate 100] > result.json
+
+`messages.pickle` is a list of (envelope sender, recipient, message bytes) that
+throughput.py wrote. Latency is the time from the end of the message data to the reply
+(aiosmtplib's data(): it sends the data, then waits; on loopback the sending is a small
+part). Prints one JSON object: elapsed seconds, replies by code, the Message-IDs answered
+250, and latency percentiles in milliseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import pickle
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import aiosmtplib
+
+_MESSAGE_ID = re.compile(rb"^Message-ID:\s*<([^>]+)>", re.IGNORECASE | re.MULTILINE)
+Message = tuple[str, str, bytes]
+
+
+async def deliver(client: aiosmtplib.SMTP, message: Message) -> tuple[int, float]:
+    """One transaction on an open session: the final reply code and the DATA latency."""
+    sender, recipient, data = message
+    try:
+        await client.mail(sender)
+        await client.rcpt(recipient)
+        started = time.perf_counter()
+        code, _ = await client.data(data)
+        return code, time.perf_counter() - started
+    except aiosmtplib.SMTPResponseException as exc:
+        if exc.code < 400 or exc.code >= 600:
+            raise
+        await client.rset()
+        return exc.code, 0.0
+
+
+async def session(port: int, queue: asyncio.Queue[tuple[float, Message] | None], reuse: bool,
+                  results: list[tuple[bytes, int | str, float]]) -> None:
+    client: aiosmtplib.SMTP | None = None
+    while (item := await queue.get()) is not None:
+        due, message = item
+        if (delay := due - time.perf_counter()) > 0:
+            await asyncio.sleep(delay)
+        found = _MESSAGE_ID.search(message[2][:4096])
+        message_id = found.group(1) if found else b""
+        try:
+            if client is None or not client.is_connected:
+                client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=60)
+                await client.connect()
+            code, latency = await deliver(client, message)
+            results.append((message_id, code, latency))
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            results.append((message_id, type(exc).__name__, 0.0))
+            client = None
+        if not reuse and client is not None:
+            try:
+                await client.quit()
+            except (aiosmtplib.SMTPException, OSError):
+                pass
+            client = None
+    if client is not None and client.is_connected:
+        await client.quit()
+
+
+async def run(port: int, messages: list[Message], sessions: int, reuse: bool,
+              rate: float | None) -> dict[str, object]:
+    queue: asyncio.Queue[tuple[float, Message] | None] = asyncio.Queue()
+    start = time.perf_counter() + 0.05
+    for index, message in enumerate(messages):
+        queue.put_nowait((start + index / rate if rate else 0.0, message))
+    for _ in range(sessions):
+        queue.put_nowait(None)
+    results: list[tuple[bytes, int | str, float]] = []
+    began = time.perf_counter()
+    await asyncio.gather(*(session(port, queue, reuse, results) for _ in range(sessions)))
+    elapsed = time.perf_counter() - began
+    codes: dict[str, int] = {}
+    for _, code, _ in results:
+        codes[str(code)] = codes.get(str(code), 0) + 1
+    latencies = sorted(latency * 1000 for _, code, latency in results if code == 250)
+    cuts = statistics.quantiles(latencies, n=100) if len(latencies) >= 2 else [0.0] * 99
+    return {"elapsed": elapsed, "messages": len(results), "codes": codes,
+            "accepted": [m.decode() for m, code, _ in results if code == 250],
+            "p50": cuts[49], "p95": cuts[94], "p99": cuts[98]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--messages", type=Path, required=True)
+    parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--reuse", action="store_true", help="one connection per session")
+    parser.add_argument("--rate", type=float, help="messages per second (paced); else peak")
+    args = parser.parse_args()
+    messages = pickle.loads(args.messages.read_bytes())
+    result = asyncio.run(run(args.port, messages, args.sessions, args.reuse, args.rate))
+    json.dump(result, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
