@@ -213,6 +213,8 @@ async def test_two_people_confirming_at_once_exactly_one_wins(
     ({"lead": 11112, "contact": "bob@acme.com"}, "contact 'bob@acme.com' does not belong to "
                                                  "company 'globex'"),
     ({"lead": 11111, "company": "globex"}, "lead 11111 does not belong to company 'globex'"),
+    ({"project": 20001, "company": "globex"},
+     "project 20001 does not belong to company 'globex'"),
     ({"lead": 77777}, "no lead 77777 in tenant 'xyz'"),
     ({"project": 99999}, "no project 99999 in tenant 'xyz'"),
     ({"lead": 11111, "company": "nope"}, "no company 'nope' in tenant 'xyz'"),
