@@ -22,6 +22,7 @@ from crm_mailer.leads.scope import Lookup
 from crm_mailer.matching import pipeline
 from crm_mailer.reconciliation import ReconciliationQueue, expire_pending
 from crm_mailer.reconciliation.filing import place
+from crm_mailer.reconciliation.queue import PREVIEW_CHARS
 from tests import factories
 from tests.conftest import SmtpClient, load_directory
 from tests.integration.test_smtp_ingest import history, pending
@@ -259,6 +260,31 @@ async def test_show_explains_reasons_and_candidates(crm: async_sessionmaker[Asyn
     assert shown["preview"] == "Hallo Bob," and shown["filed"] is None
     with pytest.raises(NotFound):
         await decide(crm, "show", item["id"], slug="other")  # never across tenants
+
+
+async def test_show_gives_each_tenant_the_evidence_of_its_own_copy(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    await queued(smtp, crm, subject="Angebot ohne Nummer")  # another mail of xyz, first
+    # One mail to both tenants: lead 11112 is xyz's (globex); the other tenant has none.
+    reply = await smtp.send(factories.mail(sender="bob@acme.com", to="alice@xyz.de",
+                                           subject="Lead 11112"),
+                            recipients=["crm@xyz.hq.example", "crm@crm.other.example"])
+    assert reply.code == 250
+    for slug, found in (("xyz", "lead 11112"), ("other", "nothing")):
+        [item] = [i for i in await pending(crm, slug) if i["subject"] == "Lead 11112"]
+        shown = await decide(crm, "show", item["id"], slug=slug)
+        assert [e["found"] for e in shown["evidence"] if e["step"] == "number"] == [found]
+
+
+@pytest.mark.parametrize("length, preview", [
+    (PREVIEW_CHARS, "x" * PREVIEW_CHARS),
+    (PREVIEW_CHARS + 1, "x" * PREVIEW_CHARS + "\u2026"),
+])
+async def test_show_cuts_a_long_body_to_a_preview_and_says_so(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient, length: int,
+        preview: str) -> None:
+    item = await queued(smtp, crm, subject="Angebot ohne Nummer", body="x" * length)
+    assert (await decide(crm, "show", item["id"]))["preview"] == preview
 
 
 async def test_rematch_files_what_directory_changes_made_certain(
