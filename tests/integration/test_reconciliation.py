@@ -367,6 +367,25 @@ async def test_a_move_onto_a_lead_without_company_is_refused_naming_the_entrys_c
         await decide(sessions, "move", entry["id"], by="anna", lead=11115)
 
 
+async def test_review_all_shows_each_item_with_its_own_entry_and_each_contacts_role(
+        sessions: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    document = directory()
+    document["tenants"][0]["review"] = "all"
+    await load_directory(sessions, document)
+    for subject in ("Lead 11111", "Lead 11111 Nachtrag"):
+        mail = factories.mail(subject=subject, cc="carol@acme.com")
+        assert (await smtp.send(mail)).code == 250
+    entries = {e["subject"]: e["id"] for e in await history(sessions)}
+    items = await pending(sessions)
+    assert len(items) == 2
+    for item in items:
+        shown = await decide(sessions, "show", item["id"])
+        assert shown["filed"]["id"] == entries[item["subject"]]
+        assert {c["email"]: c["why"] for c in shown["candidates"]["contacts"]} == {
+            "bob@acme.com": "recipient (To) of the mail",
+            "carol@acme.com": "recipient (Cc) of the mail"}
+
+
 async def test_review_all_files_certain_mail_and_shows_it_for_a_check(
         sessions: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
     document = directory()
