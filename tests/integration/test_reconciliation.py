@@ -287,6 +287,41 @@ async def test_show_cuts_a_long_body_to_a_preview_and_says_so(
     assert (await decide(crm, "show", item["id"]))["preview"] == preview
 
 
+async def test_show_explains_lead_and_project_candidates_from_this_tenants_records(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    # Both tenants have a lead 11111 (the other's "Other's lead"): each show names its own.
+    reply = await smtp.send(factories.mail(sender="dave@acme.com", to="x@other.example",
+                                           subject="Lead 11111 und 20001"),
+                            sender="dave@acme.com",
+                            recipients=["crm@xyz.hq.example", "crm@crm.other.example"])
+    assert reply.code == 250
+    expected = {
+        "xyz": ([{"number": 11111, "name": "Website-Relaunch", "company": "acme",
+                  "why": "the subject holds the number 11111"}],
+                [{"number": 20001, "name": "Support 2026", "company": "acme",
+                  "why": "the subject holds the number 20001"}]),
+        "other": ([{"number": 11111, "name": "Other's lead", "company": "acme",
+                    "why": "the subject holds the number 11111"}], []),
+    }
+    for slug, (leads, projects) in expected.items():
+        [item] = await pending(crm, slug)
+        shown = await decide(crm, "show", item["id"], slug=slug)
+        assert (shown["candidates"]["leads"], shown["candidates"]["projects"]) == (leads,
+                                                                                 projects)
+
+
+async def test_show_of_unprocessable_mail_has_no_candidates(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline, "run", lambda *args: 1 / 0)
+        item = await queued(smtp, crm, subject="Lead 11111")
+    shown = await decide(crm, "show", item["id"])
+    assert shown["candidates"] == {"leads": [], "projects": [], "contacts": [],
+                                   "companies": []}
+    assert [r["code"] for r in shown["reasons"]] == ["unprocessable"]
+
+
 async def test_rematch_files_what_directory_changes_made_certain(
         crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
     await queued(smtp, crm, subject="Lead 11111", to="dave@acme.com")       # no_contact
