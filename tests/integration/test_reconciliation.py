@@ -310,6 +310,19 @@ async def test_show_explains_lead_and_project_candidates_from_this_tenants_recor
                                                                                  projects)
 
 
+async def test_show_never_names_the_entry_another_tenant_filed_for_the_same_mail(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    # Certain for the other tenant (it has no project 20001), two numbers for xyz.
+    reply = await smtp.send(factories.mail(sender="bob@acme.com", to="x@other.example",
+                                           subject="Lead 11111 und 20001"),
+                            sender="bob@acme.com",
+                            recipients=["crm@xyz.hq.example", "crm@crm.other.example"])
+    assert reply.code == 250
+    assert [e["lead"] for e in await history(crm, "other")] == [11111]
+    [item] = await pending(crm, "xyz")
+    assert (await decide(crm, "show", item["id"]))["filed"] is None
+
+
 async def test_show_of_unprocessable_mail_has_no_candidates(
         crm: async_sessionmaker[AsyncSession], smtp: SmtpClient,
         monkeypatch: pytest.MonkeyPatch) -> None:
