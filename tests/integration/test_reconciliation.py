@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from crm_mailer.db.engine import writing
 from crm_mailer.db.models import HistoryChange
 from crm_mailer.errors import Conflict, InvalidRequest, NotFound
-from crm_mailer.leads import tenant_scope
+from crm_mailer.leads import LeadLibrary, tenant_scope
 from crm_mailer.leads.scope import Lookup
 from crm_mailer.matching import pipeline
 from crm_mailer.reconciliation import ReconciliationQueue, expire_pending
@@ -321,6 +321,16 @@ async def test_show_never_names_the_entry_another_tenant_filed_for_the_same_mail
     assert [e["lead"] for e in await history(crm, "other")] == [11111]
     [item] = await pending(crm, "xyz")
     assert (await decide(crm, "show", item["id"]))["filed"] is None
+
+
+async def test_show_of_a_candidate_lead_deleted_since_names_only_its_number(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    item = await queued(smtp, crm, subject="Lead 11112", to="bob@acme.com")
+    async with writing(crm) as session:
+        await LeadLibrary(session, await tenant_scope(session, "xyz")).delete(11112)
+    shown = await decide(crm, "show", item["id"])
+    assert shown["candidates"]["leads"] == [{"number": 11112, "name": None, "company": None,
+                                             "why": "the subject holds the number 11112"}]
 
 
 async def test_show_of_unprocessable_mail_has_no_candidates(
