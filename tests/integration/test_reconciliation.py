@@ -61,6 +61,14 @@ async def queued(smtp: SmtpClient, sessions: async_sessionmaker[AsyncSession],
     return (await pending(sessions))[0]
 
 
+async def to_both_tenants(smtp: SmtpClient, sender: str, subject: str) -> None:
+    """One mail to xyz and to the other tenant: each keeps its own copy, same Message-ID."""
+    reply = await smtp.send(factories.mail(sender=sender, to="x@other.example", subject=subject),
+                            sender=sender,
+                            recipients=["crm@xyz.hq.example", "crm@crm.other.example"])
+    assert reply.code == 250
+
+
 async def test_a_person_confirms_with_a_correction_and_it_is_filed_once(
         crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
     item = await queued(smtp, crm, subject="Lead 11111 und 20001", to="bob@acme.com")
@@ -266,10 +274,7 @@ async def test_show_gives_each_tenant_the_evidence_of_its_own_copy(
         crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
     await queued(smtp, crm, subject="Angebot ohne Nummer")  # another mail of xyz, first
     # One mail to both tenants: lead 11112 is xyz's (globex); the other tenant has none.
-    reply = await smtp.send(factories.mail(sender="bob@acme.com", to="alice@xyz.de",
-                                           subject="Lead 11112"),
-                            recipients=["crm@xyz.hq.example", "crm@crm.other.example"])
-    assert reply.code == 250
+    await to_both_tenants(smtp, "bob@acme.com", "Lead 11112")
     for slug, found in (("xyz", "lead 11112"), ("other", "nothing")):
         [item] = [i for i in await pending(crm, slug) if i["subject"] == "Lead 11112"]
         shown = await decide(crm, "show", item["id"], slug=slug)
@@ -290,11 +295,7 @@ async def test_show_cuts_a_long_body_to_a_preview_and_says_so(
 async def test_show_explains_lead_and_project_candidates_from_this_tenants_records(
         crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
     # Both tenants have a lead 11111 (the other's "Other's lead"): each show names its own.
-    reply = await smtp.send(factories.mail(sender="dave@acme.com", to="x@other.example",
-                                           subject="Lead 11111 und 20001"),
-                            sender="dave@acme.com",
-                            recipients=["crm@xyz.hq.example", "crm@crm.other.example"])
-    assert reply.code == 250
+    await to_both_tenants(smtp, "dave@acme.com", "Lead 11111 und 20001")
     expected = {
         "xyz": ([{"number": 11111, "name": "Website-Relaunch", "company": "acme",
                   "why": "the subject holds the number 11111"}],
@@ -313,11 +314,7 @@ async def test_show_explains_lead_and_project_candidates_from_this_tenants_recor
 async def test_show_never_names_the_entry_another_tenant_filed_for_the_same_mail(
         crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
     # Certain for the other tenant (it has no project 20001), two numbers for xyz.
-    reply = await smtp.send(factories.mail(sender="bob@acme.com", to="x@other.example",
-                                           subject="Lead 11111 und 20001"),
-                            sender="bob@acme.com",
-                            recipients=["crm@xyz.hq.example", "crm@crm.other.example"])
-    assert reply.code == 250
+    await to_both_tenants(smtp, "bob@acme.com", "Lead 11111 und 20001")
     assert [e["lead"] for e in await history(crm, "other")] == [11111]
     [item] = await pending(crm, "xyz")
     assert (await decide(crm, "show", item["id"]))["filed"] is None
