@@ -270,15 +270,18 @@ async def test_show_explains_reasons_and_candidates(crm: async_sessionmaker[Asyn
         await decide(crm, "show", item["id"], slug="other")  # never across tenants
 
 
-async def test_show_gives_each_tenant_the_evidence_of_its_own_copy(
+async def test_show_gives_each_tenant_the_evidence_and_contact_of_its_own_copy(
         crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
     await queued(smtp, crm, subject="Angebot ohne Nummer")  # another mail of xyz, first
     # One mail to both tenants: lead 11112 is xyz's (globex); the other tenant has none.
+    # Both know bob@acme.com, by different names.
     await to_both_tenants(smtp, "bob@acme.com", "Lead 11112")
-    for slug, found in (("xyz", "lead 11112"), ("other", "nothing")):
+    for slug, found, name in (("xyz", "lead 11112", "Bob Bauer"), ("other", "nothing", "Bob")):
         [item] = [i for i in await pending(crm, slug) if i["subject"] == "Lead 11112"]
         shown = await decide(crm, "show", item["id"], slug=slug)
         assert [e["found"] for e in shown["evidence"] if e["step"] == "number"] == [found]
+        assert shown["candidates"]["contacts"] == [{"email": "bob@acme.com", "name": name,
+                                                    "company": "acme", "why": "sender of the mail"}]
 
 
 @pytest.mark.parametrize("length, preview", [
@@ -320,14 +323,30 @@ async def test_show_never_names_the_entry_another_tenant_filed_for_the_same_mail
     assert (await decide(crm, "show", item["id"]))["filed"] is None
 
 
-async def test_show_of_a_candidate_lead_deleted_since_names_only_its_number(
+async def test_show_of_a_candidate_lead_and_contact_deleted_since_names_only_their_keys(
         crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
     item = await queued(smtp, crm, subject="Lead 11112", to="bob@acme.com")
     async with writing(crm) as session:
         await LeadLibrary(session, await tenant_scope(session, "xyz")).delete(11112)
-    shown = await decide(crm, "show", item["id"])
-    assert shown["candidates"]["leads"] == [{"number": 11112, "name": None, "company": None,
-                                             "why": "the subject holds the number 11112"}]
+        await session.execute(text("DELETE FROM contacts WHERE email = 'bob@acme.com'"))
+    candidates = (await decide(crm, "show", item["id"]))["candidates"]
+    assert candidates["leads"] == [{"number": 11112, "name": None, "company": None,
+                                    "why": "the subject holds the number 11112"}]
+    assert candidates["contacts"] == [{"email": "bob@acme.com", "name": None, "company": None,
+                                       "why": "recipient (To) of the mail"}]
+
+
+async def test_show_says_a_contact_that_came_with_the_waiting_parent_is_no_party_here(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    parent = await queued(smtp, crm, subject="Angebot ohne Nummer", to="bob@acme.com")
+    reply = factories.mail(sender="carol@acme.com", to="alice@xyz.de",
+                           subject="AW: Angebot ohne Nummer",
+                           headers={"In-Reply-To": f"<{parent['message_id']}>"})
+    assert (await smtp.send(reply, sender="carol@acme.com")).code == 250
+    [item] = [i for i in await pending(crm) if i["id"] != parent["id"]]
+    contacts = (await decide(crm, "show", item["id"]))["candidates"]["contacts"]
+    assert {c["email"]: c["why"] for c in contacts} == {
+        "carol@acme.com": "sender of the mail", "bob@acme.com": "address of the mail"}
 
 
 async def test_show_of_unprocessable_mail_has_no_candidates(
@@ -436,9 +455,9 @@ async def test_review_all_shows_each_item_with_its_own_entry_and_each_contacts_r
     for item in items:
         shown = await decide(sessions, "show", item["id"])
         assert shown["filed"]["id"] == entries[item["subject"]]
-        assert {c["email"]: c["why"] for c in shown["candidates"]["contacts"]} == {
-            "bob@acme.com": "recipient (To) of the mail",
-            "carol@acme.com": "recipient (Cc) of the mail"}
+        assert [(c["email"], c["name"], c["why"]) for c in shown["candidates"]["contacts"]] == [
+            ("bob@acme.com", "Bob Bauer", "recipient (To) of the mail"),
+            ("carol@acme.com", "Carol", "recipient (Cc) of the mail")]
 
 
 async def test_review_all_files_certain_mail_and_shows_it_for_a_check(
