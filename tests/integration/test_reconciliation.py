@@ -276,12 +276,15 @@ async def test_show_gives_each_tenant_the_evidence_and_contact_of_its_own_copy(
     # One mail to both tenants: lead 11112 is xyz's (globex); the other tenant has none.
     # Both know bob@acme.com, by different names.
     await to_both_tenants(smtp, "bob@acme.com", "Lead 11112")
-    for slug, found, name in (("xyz", "lead 11112", "Bob Bauer"), ("other", "nothing", "Bob")):
+    for slug, found, name, firm in (("xyz", "lead 11112", "Bob Bauer", "ACME AG"),
+                                    ("other", "nothing", "Bob", "ACME (other's)")):
         [item] = [i for i in await pending(crm, slug) if i["subject"] == "Lead 11112"]
         shown = await decide(crm, "show", item["id"], slug=slug)
         assert [e["found"] for e in shown["evidence"] if e["step"] == "number"] == [found]
         assert shown["candidates"]["contacts"] == [{"email": "bob@acme.com", "name": name,
                                                     "company": "acme", "why": "sender of the mail"}]
+        assert [c["name"] for c in shown["candidates"]["companies"] if c["key"] == "acme"] == [
+            firm]
 
 
 @pytest.mark.parametrize("length, preview", [
