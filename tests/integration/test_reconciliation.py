@@ -326,17 +326,20 @@ async def test_show_never_names_the_entry_another_tenant_filed_for_the_same_mail
     assert (await decide(crm, "show", item["id"]))["filed"] is None
 
 
-async def test_show_of_a_candidate_lead_and_contact_deleted_since_names_only_their_keys(
+async def test_show_of_candidates_deleted_since_names_only_their_keys(
         crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
     item = await queued(smtp, crm, subject="Lead 11112", to="bob@acme.com")
     async with writing(crm) as session:
         await LeadLibrary(session, await tenant_scope(session, "xyz")).delete(11112)
         await session.execute(text("DELETE FROM contacts WHERE email = 'bob@acme.com'"))
+        await session.execute(text("DELETE FROM companies WHERE key = 'globex'"))
     candidates = (await decide(crm, "show", item["id"]))["candidates"]
     assert candidates["leads"] == [{"number": 11112, "name": None, "company": None,
                                     "why": "the subject holds the number 11112"}]
     assert candidates["contacts"] == [{"email": "bob@acme.com", "name": None, "company": None,
                                        "why": "recipient (To) of the mail"}]
+    assert {c["key"]: (c["name"], c["why"]) for c in candidates["companies"]} == {
+        "acme": ("ACME AG", "domain of bob@acme.com"), "globex": (None, "seen")}
 
 
 async def test_show_says_a_contact_that_came_with_the_waiting_parent_is_no_party_here(
