@@ -61,6 +61,14 @@ async def queued(smtp: SmtpClient, sessions: async_sessionmaker[AsyncSession],
     return (await pending(sessions))[0]
 
 
+async def unprocessable(smtp: SmtpClient, sessions: async_sessionmaker[AsyncSession],
+                        monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """A mail kept unprocessable (the matcher fails): no candidates at all."""
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline, "run", lambda *args: 1 / 0)
+        return await queued(smtp, sessions, subject="Lead 11111")
+
+
 async def to_both_tenants(smtp: SmtpClient, sender: str, subject: str) -> None:
     """One mail to xyz and to the other tenant: each keeps its own copy, same Message-ID."""
     reply = await smtp.send(factories.mail(sender=sender, to="x@other.example", subject=subject),
@@ -152,9 +160,7 @@ async def test_unprocessable_mail_is_confirmed_only_with_a_choice(
         crm: async_sessionmaker[AsyncSession], smtp: SmtpClient,
         monkeypatch: pytest.MonkeyPatch) -> None:
     # Kept with its error and no candidates at all: the person names where it goes.
-    with monkeypatch.context() as patch:
-        patch.setattr(pipeline, "run", lambda *args: 1 / 0)
-        item = await queued(smtp, crm, subject="Lead 11111")
+    item = await unprocessable(smtp, crm, monkeypatch)
     assert (item["reasons"], item["candidates"]) == (["unprocessable"], {})
     with pytest.raises(InvalidRequest,
                        match=r"^which company\? name one \(candidates: none\)$"):
@@ -166,9 +172,7 @@ async def test_unprocessable_mail_is_confirmed_only_with_a_choice(
 async def test_unprocessable_mail_confirmed_with_a_contact_alone_goes_to_its_company(
         crm: async_sessionmaker[AsyncSession], smtp: SmtpClient,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    with monkeypatch.context() as patch:
-        patch.setattr(pipeline, "run", lambda *args: 1 / 0)
-        item = await queued(smtp, crm, subject="Lead 11111")
+    item = await unprocessable(smtp, crm, monkeypatch)
     entry = await decide(crm, "confirm", item["id"], by="anna", contact="carol@acme.com")
     assert (entry["company"], entry["contact"], entry["lead"]) == ("acme", "carol@acme.com", None)
 
@@ -358,9 +362,7 @@ async def test_show_says_a_contact_that_came_with_the_waiting_parent_is_no_party
 async def test_show_of_unprocessable_mail_has_no_candidates(
         crm: async_sessionmaker[AsyncSession], smtp: SmtpClient,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    with monkeypatch.context() as patch:
-        patch.setattr(pipeline, "run", lambda *args: 1 / 0)
-        item = await queued(smtp, crm, subject="Lead 11111")
+    item = await unprocessable(smtp, crm, monkeypatch)
     shown = await decide(crm, "show", item["id"])
     assert shown["candidates"] == {"leads": [], "projects": [], "contacts": [],
                                    "companies": []}
