@@ -202,7 +202,7 @@ class WorkerPipes:
         def readable() -> None:
             if not os.read(self.lifeline, 1):  # EOF: no writer is left
                 loop.remove_reader(self.lifeline)
+                callback.set()  # first: the log may be gone with the supervisor (EPIPE)
                 log.warning("smtp.supervisor_gone")
-                callback.set()
 
         loop.add_reader(self.lifeline, readable)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -126,6 +127,36 @@ def test_a_worker_killed_mid_load_loses_no_accepted_mail_and_the_port_keeps_answ
     supervisor.send_signal(signal.SIGTERM)
     assert supervisor.wait(timeout=60) == 0
     assert not [pid for pid in running if Path(f"/proc/{pid}").exists()]  # drained and gone
+
+
+def alive(pid: int) -> bool:
+    """Running, not a zombie (an orphaned worker is reaped by init, not by us)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_workers_stop_when_the_supervisor_is_killed_and_its_log_reader_is_gone(
+        tmp_path: Path) -> None:
+    port = free_port()
+    supervisor = subprocess.Popen(
+        [sys.executable, "-m", "crm_mailer", "serve", "--port", str(port), "--workers", "2"],
+        env=cli_env(tmp_path), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    workers: set[int] = set()
+    try:
+        wait_for_port(port, supervisor)  # type: ignore[arg-type]
+        until(lambda: len(children(supervisor.pid)) == 2)
+        workers = children(supervisor.pid)
+        assert supervisor.stderr is not None
+        supervisor.stderr.close()  # whoever read the log is gone too: writing it fails
+        supervisor.kill()
+        supervisor.wait(timeout=30)
+        until(lambda: not any(alive(pid) for pid in workers))
+    finally:
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_serve_refuses_a_bad_number_of_workers_as_usage(tmp_path: Path) -> None:
