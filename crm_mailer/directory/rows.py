@@ -146,45 +146,42 @@ async def _read_revenues(connection: AsyncConnection, tenant_id: int,
         by_id[lead_id].revenues[month_key(month)] = f"{amount:.2f}"
 
 
-def _values(kind: type[Row], row: dict[str, Any]) -> dict[str, Any]:
-    if kind in (LeadRow, ProjectRow):
-        return {**row, "name_key": name_key(row["name"])}
-    return row
+def _values(row: Row, names: Sequence[str]) -> dict[str, Any]:
+    """These columns of the row; a lead's or project's name with its lookup key."""
+    values = {name: getattr(row, name) for name in names}
+    if isinstance(row, LeadRow | ProjectRow):
+        values["name_key"] = name_key(row.name)
+    return values
 
 
 async def insert_rows(session: AsyncSession, tenant_id: int, rows: Sequence[Row]) -> None:
     """Insert new rows of one kind (their id not set yet), and set their ids."""
     if not rows:
         return
-    kind = type(rows[0])
-    table, key = TABLES[kind]
-    names = [name for name in _columns(kind) if name != "id"]
+    table, key = TABLES[type(rows[0])]
+    names = [name for name in _columns(type(rows[0])) if name != "id"]
     connection = await session.connection()
     by_key = {getattr(row, key): row for row in rows}
     for found, row_id in await connection.execute(
             insert(table).returning(table.c[key], table.c.id),
-            [{**_values(kind, {name: getattr(row, name) for name in names}),
-              "tenant_id": tenant_id} for row in rows]):
+            [{**_values(row, names), "tenant_id": tenant_id} for row in rows]):
         by_key[found].id = row_id
 
 
 async def update_rows(session: AsyncSession, rows: Sequence[Row]) -> None:
-    """Write back every column of the rows the merge changed, one executemany per kind."""
+    """Write back every column of the rows the merge changed, one executemany per kind
+    (never a row's key, nor a lead's project: the import changes neither)."""
     if not rows:
         return
-    kind = type(rows[0])
-    table, key = TABLES[kind]
-    names = [n for n in _columns(kind) if n not in ("id", key, "project_id")]
-    if kind in (LeadRow, ProjectRow):
-        names.append("name_key")
+    table, key = TABLES[type(rows[0])]
+    names = [n for n in _columns(type(rows[0])) if n not in ("id", key, "project_id")]
+    params = [{"row_id": row.id, **{f"new_{name}": value
+                                    for name, value in _values(row, names).items()}}
+              for row in rows]
     statement = update(table).where(table.c.id == bindparam("row_id")).values(
-        {name: bindparam(f"new_{name}") for name in names})
+        {name.removeprefix("new_"): bindparam(name) for name in params[0] if name != "row_id"})
     connection = await session.connection()
-    await connection.execute(statement, [
-        {"row_id": row.id, **{f"new_{name}": getattr(row, name) for name in names
-                              if name != "name_key"},
-         **({"new_name_key": name_key(row.name)} if "name_key" in names else {})}
-        for row in rows])
+    await connection.execute(statement, params)
 
 
 async def replace_revenues(session: AsyncSession, revenues: dict[int, dict[str, str]]) -> None:
