@@ -130,9 +130,14 @@ def _coerce(key: str, raw: Any, type_name: str, from_env: bool) -> Any:
     """Convert one TOML or environment value to the field's type, or name the key that is wrong."""
     where = f"{ENV_PREFIX}{key.upper()}" if from_env else f"config key '{key}'"
     try:
+        if key == "workers":  # a number or "auto", as `serve --workers` takes it
+            if isinstance(raw, bool) or not isinstance(raw, int | str):
+                raise ValueError
+            try:
+                return parse_workers(str(raw))
+            except ValueError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
         if type_name == "int":
-            if key == "workers" and isinstance(raw, str) and raw.strip().lower() == "auto":
-                return auto_workers()
             if isinstance(raw, bool) or not (from_env or isinstance(raw, int)):
                 raise ValueError
             number = int(raw)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from crm_mailer.errors import ConfigError
-from crm_mailer.settings import Settings, load_settings
+from crm_mailer.settings import Settings, auto_workers, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -88,3 +88,23 @@ def test_invalid_environment_value_names_the_variable() -> None:
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "nope.toml", {})
+
+
+def test_workers_take_a_number_or_auto_in_the_file_and_the_environment(tmp_path: Path) -> None:
+    config = tmp_path / "crm-mailer.toml"
+    config.write_text('workers = "auto"\n')
+    assert load_settings(config, {}).workers == auto_workers()
+    config.write_text("workers = 3\n")
+    assert load_settings(config, {}).workers == 3
+    assert load_settings(None, {"CRM_MAILER_WORKERS": "Auto"}).workers == auto_workers()
+    assert load_settings(None, {"CRM_MAILER_WORKERS": "2"}).workers == 2
+
+
+@pytest.mark.parametrize("raw", ['"0"', "257", '"many"', "true", "2.0"])
+def test_a_bad_number_of_workers_names_the_key(tmp_path: Path, raw: str) -> None:
+    config = tmp_path / "crm-mailer.toml"
+    config.write_text(f"workers = {raw}\n")
+    with pytest.raises(ConfigError, match=r"^config key 'workers': "):
+        load_settings(config, {})
+    with pytest.raises(ConfigError, match=r"^CRM_MAILER_WORKERS: must be between 1 and 256"):
+        load_settings(None, {"CRM_MAILER_WORKERS": "0"})
