@@ -25,7 +25,7 @@ import socket
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import structlog
 
@@ -58,7 +58,6 @@ class Worker:
     process: asyncio.subprocess.Process | None = None
     started: float = 0.0
     quick_deaths: int = 0
-    ready: asyncio.Future[None] | None = field(default=None, repr=False)
 
 
 class Supervisor:
@@ -109,8 +108,6 @@ class Supervisor:
             reported = await asyncio.wait_for(_read_all(ready_read), START_TIMEOUT)
         except TimeoutError:
             reported = b""
-        finally:
-            os.close(ready_read)
         if reported != READY:
             with contextlib.suppress(ProcessLookupError):
                 worker.process.kill()
@@ -165,11 +162,11 @@ class Supervisor:
 
 
 async def _read_all(fd: int) -> bytes:
-    """Everything written to the pipe until its last writer closes it."""
+    """Everything written to the pipe until its last writer closes it; closes `fd`."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     transport, _ = await loop.connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(os.dup(fd), "rb", 0))
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", 0))
     try:
         return await reader.read()
     finally:
@@ -195,14 +192,14 @@ class WorkerPipes:
         os.write(self.ready, READY)
         os.close(self.ready)
 
-    def on_supervisor_gone(self, callback: asyncio.Event) -> None:
-        """Set `callback` when the supervisor's end of the lifeline closes (it died)."""
+    def on_supervisor_gone(self, stop: asyncio.Event) -> None:
+        """Set `stop` when the supervisor's end of the lifeline closes (it died)."""
         loop = asyncio.get_running_loop()
 
         def readable() -> None:
             if not os.read(self.lifeline, 1):  # EOF: no writer is left
                 loop.remove_reader(self.lifeline)
-                callback.set()  # first: the log may be gone with the supervisor (EPIPE)
+                stop.set()  # first: the log may be gone with the supervisor (EPIPE)
                 log.warning("smtp.supervisor_gone")
 
         loop.add_reader(self.lifeline, readable)

@@ -84,7 +84,7 @@ def workers(tmp_path: Path, pg_database_url: str) -> Iterator[tuple[dict[str, st
 
 @pytest.mark.postgres
 def test_a_worker_killed_mid_load_loses_no_accepted_mail_and_the_port_keeps_answering(
-        workers: tuple[dict[str, str], int, subprocess.Popen[str]]) -> None:
+        workers: tuple[dict[str, str], int, subprocess.Popen[str]], tmp_path: Path) -> None:
     env, port, supervisor = workers
     first = children(supervisor.pid)
     victim = min(first)
@@ -107,6 +107,9 @@ def test_a_worker_killed_mid_load_loses_no_accepted_mail_and_the_port_keeps_answ
     # The other worker kept serving; the supervisor started a new one in the victim's place.
     until(lambda: len(children(supervisor.pid)) == 2 and victim not in children(
         supervisor.pid))
+    died = [json.loads(line) for line in (tmp_path / "serve.log").read_text().splitlines()
+            if '"smtp.worker_died"' in line]
+    assert [(e["pid"], e["exit_status"]) for e in died] == [(victim, -signal.SIGKILL)]
     after = [send(port, f"after-{i}@xyz.de") for i in range(20)]
     assert after == [250] * 20, after
 
