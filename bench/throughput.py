@@ -63,6 +63,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import directory  # noqa: E402
+from tests.pgcluster import free_port  # noqa: E402
 
 PY = sys.executable
 TICK = os.sysconf("SC_CLK_TCK")
@@ -71,12 +72,6 @@ Message = tuple[str, str, bytes]
 
 
 # --- processes: start, wait, measure -----------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
@@ -89,16 +84,18 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], seconds: float = 
     raise SystemExit(f"nothing listens on port {port}")
 
 
-def tree(pid: int) -> list[int]:
-    """The process and its children (the supervisor and its workers)."""
-    found = [pid]
+def processes() -> Iterator[tuple[int, str, int]]:
+    """(pid, command name, parent pid) of every process now running."""
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError, IndexError):
-                fields = (entry / "stat").read_text().rpartition(")")[2].split()
-                if int(fields[1]) == pid:
-                    found.append(int(entry.name))
-    return found
+                name, _, rest = (entry / "stat").read_text().partition(" (")[2].rpartition(")")
+                yield int(entry.name), name, int(rest.split()[1])
+
+
+def tree(pid: int) -> list[int]:
+    """The process and its children (the supervisor and its workers)."""
+    return [pid, *(child for child, _, parent in processes() if parent == pid)]
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -112,13 +109,7 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 def postgres_pids() -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if (entry / "comm").read_text().strip() == "postgres":
-                    found.append(int(entry.name))
-    return found
+    return [pid for pid, name, _ in processes() if name == "postgres"]
 
 
 def peak_rss_mb(pids: list[int]) -> float:
