@@ -7,7 +7,13 @@ import random
 import idna
 import pytest
 
-from crm_mailer.mail.addresses import _encode, normalize_address, normalize_domain, strict_domain
+from crm_mailer.mail.addresses import (
+    _encode,
+    _encode_cached,
+    normalize_address,
+    normalize_domain,
+    strict_domain,
+)
 
 
 def library(domain: str) -> str | None:
@@ -57,4 +63,8 @@ def test_normal_forms() -> None:
 
 
 def test_a_long_string_is_not_kept_and_still_answered() -> None:
-    assert normalize_domain("a" * 1_000_000) == "a" * 1_000_000  # not a domain: lower-cased
+    kept = _encode_cached.cache_info().currsize
+    assert normalize_domain("A" * 1_000_000) == "a" * 1_000_000  # not a domain: lower-cased
+    assert _encode_cached.cache_info().currsize == kept
+    assert normalize_domain("Kept.Example") == "kept.example"
+    assert _encode_cached.cache_info().currsize in (kept, kept + 1)  # unless seen before
