@@ -277,7 +277,8 @@ class SmtpServer:
             self.settings.listen_port if port is None else port, reuse_address=True,
             reuse_port=reuse_port or None)
         bound = self._server.sockets[0].getsockname()
-        log.info("smtp.listening", host=bound[0], port=bound[1])
+        log.info("smtp.listening", host=bound[0], port=bound[1],
+                 loop=type(loop).__module__.partition(".")[0])  # uvloop or asyncio
         return bound[0], bound[1]
 
     async def stop(self, grace: float | None = None) -> None:

@@ -119,6 +119,16 @@ def test_readme_example_end_to_end(served: tuple[dict[str, str], int], tmp_path:
     assert waiting.returncode == 0 and waiting.stdout == ""
 
 
+def test_serve_runs_on_uvloop(tmp_path: Path) -> None:
+    """uvloop is a dependency where it builds: serve must really run on it."""
+    with serving(cli_env(tmp_path)) as (process, _):
+        pass
+    assert process.stderr is not None
+    [listening] = [json.loads(line) for line in process.stderr.read().splitlines()
+                   if "smtp.listening" in line]
+    assert listening["loop"] == "uvloop", listening
+
+
 def test_unknown_tenant_is_one_clear_line(tmp_path: Path) -> None:
     env = cli_env(tmp_path)  # a fresh embedded database: created and migrated on first use
     result = crm_mailer(env, "history", "list", "--tenant", "nope")
