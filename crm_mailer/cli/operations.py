@@ -27,6 +27,7 @@ from crm_mailer.mail.freemail import free_mail_domains
 from crm_mailer.mail.proof import SenderPolicy
 from crm_mailer.reconciliation import ReconciliationQueue, expire_pending
 from crm_mailer.settings import Settings, parse_workers
+from crm_mailer.smtp.readiness import SchemaWatch
 from crm_mailer.smtp.server import SmtpServer
 from crm_mailer.smtp.workers import Supervisor, WorkerPipes, reserve, worker_command
 from crm_mailer.views import list_history
@@ -44,7 +45,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve.add_argument("--workers", type=workers_argument, metavar="N|auto",
                        help="SMTP worker processes on the port (config: workers)")
     serve.add_argument("--worker-pipes", help=argparse.SUPPRESS)  # set by the supervisor
-    serve.set_defaults(run=_serve)
+    # The schema is checked by serve itself: it starts without the database (smtp.readiness).
+    serve.set_defaults(run=_serve, schema=False)
 
     db = commands.add_parser("db", help="database schema")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
@@ -142,13 +144,20 @@ async def _serve(args: argparse.Namespace, settings: Settings, engine: AsyncEngi
     host = args.host or settings.listen_host
     port = settings.listen_port if args.port is None else args.port
     count = args.workers or settings.workers
+    watch = SchemaWatch(engine)
+    if settings.uses_embedded_database:
+        await migrate.upgrade(engine)  # a local file: no reason to start without it
+        watch.ready = True
     if count > 1:
         return await _supervise(args, settings, host, port, count)
     pipes = WorkerPipes(args.worker_pipes) if args.worker_pipes else None
-    server = SmtpServer(settings, session_factory(engine))
+    server = SmtpServer(settings, session_factory(engine), ready=lambda: watch.ready)
+    if not watch.ready:
+        await watch.start()  # raises SchemaOutdated if the database answers with another
     try:
         await server.start(host, port, reuse_port=pipes is not None)
     except OSError as exc:
+        await watch.stop()
         raise CrmMailerError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     stop = asyncio.Event()
     if pipes is not None:
@@ -161,6 +170,7 @@ async def _serve(args: argparse.Namespace, settings: Settings, engine: AsyncEngi
     loop.add_signal_handler(signal.SIGHUP, server.reload_tls)
     await stop.wait()
     log.info("smtp.shutdown_requested")
+    await watch.stop()
     await server.stop()
     return 0
 

@@ -7,6 +7,7 @@ its text), so storage trouble becomes 451 and the relaying server retries.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -42,8 +43,12 @@ class IngestHandler:
     """Connects aiosmtpd's hooks to ingestion."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], local_part: str,
-                 config: IngestConfig | None = None) -> None:
+                 config: IngestConfig | None = None,
+                 ready: Callable[[], bool] = lambda: True) -> None:
+        """`ready`: whether the database is there with the current schema (serve starts
+        without it and answers 451 until then, see smtp.readiness)."""
         self.sessions = sessions
+        self.ready = ready
         self.local_part = local_part
         self.config = config or IngestConfig(local_part=local_part)
         self._empty_warned_at = -EMPTY_DIRECTORY_WARNING_EVERY
@@ -75,6 +80,9 @@ class IngestHandler:
             return replies.S452_TOO_MANY_RECIPIENTS
         if not _printable(address):  # raw 8-bit or control bytes: no address of ours
             return replies.S501_BAD_RECIPIENT
+        if not self.ready():
+            log.info("rcpt.deferred", recipient=address, error="database not ready")
+            return replies.S451_STORAGE
         try:
             tenant = await ingest.tenant_for_recipient(self.sessions, address, self.local_part)
             if tenant is None and await ingest.directory_is_empty(self.sessions):

@@ -232,11 +232,13 @@ class SmtpServer:
     """crm_mailer's listening SMTP server."""
 
     def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession], *,
-                 dns_txt: DnsTxt | None = None) -> None:
-        """`dns_txt` answers DKIM key lookups; None: the system's resolver."""
+                 dns_txt: DnsTxt | None = None,
+                 ready: Callable[[], bool] = lambda: True) -> None:
+        """`dns_txt` answers DKIM key lookups; None: the system's resolver. `ready`: whether
+        the database is there with the current schema; until it is, recipients get 451."""
         self.settings = settings
         self.handler = IngestHandler(sessions, settings.local_part,
-                                     IngestConfig.from_settings(settings, dns_txt))
+                                     IngestConfig.from_settings(settings, dns_txt), ready)
         self.connections: set[CrmSMTP] = set()
         self.admission = Admission(settings)
         self.message_slots = MessageSlots(settings.max_concurrent_messages,
