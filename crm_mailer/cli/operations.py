@@ -30,6 +30,13 @@ from crm_mailer.settings import Settings, parse_workers
 from crm_mailer.smtp.readiness import SchemaWatch
 from crm_mailer.smtp.server import SmtpServer
 from crm_mailer.smtp.workers import Supervisor, WorkerPipes, reserve, worker_command
+from crm_mailer.systemd import (
+    DATABASE_DOWN,
+    SERVING,
+    Notifier,
+    start_informing,
+    stop_informing,
+)
 from crm_mailer.views import list_history
 
 log = structlog.get_logger("crm_mailer.cli")
@@ -144,12 +151,13 @@ async def _serve(args: argparse.Namespace, settings: Settings, engine: AsyncEngi
     host = args.host or settings.listen_host
     port = settings.listen_port if args.port is None else args.port
     count = args.workers or settings.workers
+    notifier = Notifier.from_environment()  # taken out of the environment the workers get
     watch = SchemaWatch(engine)
     if settings.uses_embedded_database:
         await migrate.upgrade(engine)  # a local file: no reason to start without it
         watch.ready = True
     if count > 1:
-        return await _supervise(args, settings, host, port, count)
+        return await _supervise(args, settings, host, port, count, notifier, watch)
     pipes = WorkerPipes(args.worker_pipes) if args.worker_pipes else None
     server = SmtpServer(settings, session_factory(engine), ready=lambda: watch.ready)
     if not watch.ready:
@@ -168,15 +176,19 @@ async def _serve(args: argparse.Namespace, settings: Settings, engine: AsyncEngi
         loop.add_signal_handler(sig, stop.set)
     # SIGHUP reloads the TLS certificate and key (and must never end the daemon).
     loop.add_signal_handler(signal.SIGHUP, server.reload_tls)
+    informing = start_informing(notifier, SERVING if watch.ready else DATABASE_DOWN,
+                                watch.answers)
     await stop.wait()
     log.info("smtp.shutdown_requested")
+    notifier.stopping()
+    await stop_informing(informing)
     await watch.stop()
     await server.stop()
     return 0
 
 
 async def _supervise(args: argparse.Namespace, settings: Settings, host: str, port: int,
-                     count: int) -> int:
+                     count: int, notifier: Notifier, watch: SchemaWatch) -> int:
     try:
         reserved = reserve(host, port)
     except OSError as exc:
@@ -186,7 +198,16 @@ async def _supervise(args: argparse.Namespace, settings: Settings, host: str, po
         log.info("smtp.supervising", host=host, port=port, workers=count)
         supervisor = Supervisor(worker_command(args.config, host, port), count,
                                 grace=settings.shutdown_timeout)
-        return await supervisor.run()
+        informing: list[asyncio.Task[None] | None] = []
+
+        def ready() -> None:
+            informing.append(start_informing(notifier, f"{count} workers listening",
+                                             watch.answers))
+        try:
+            return await supervisor.run(on_ready=ready, on_stopping=notifier.stopping)
+        finally:
+            for task in informing:
+                await stop_informing(task)
 
 
 async def _db_upgrade(args: argparse.Namespace, settings: Settings, engine: AsyncEngine) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 
 import structlog
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm_mailer.db import migrate
@@ -46,6 +47,15 @@ class SchemaWatch:
             return False
         self.ready = True
         log.info("database.ready")
+        return True
+
+    async def answers(self) -> bool:
+        """Whether the database answers a query now (for systemd's STATUS)."""
+        try:
+            async with self.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except STORAGE_ERRORS:
+            return False
         return True
 
     async def start(self) -> None:

@@ -24,7 +24,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -70,8 +70,10 @@ class Supervisor:
         self.stopping = asyncio.Event()
         self._lifeline_read, self._lifeline_write = os.pipe()
 
-    async def run(self) -> int:
-        """Serve until SIGTERM or SIGINT; 1 if the workers could not start."""
+    async def run(self, on_ready: Callable[[], object] = lambda: None,
+                  on_stopping: Callable[[], object] = lambda: None) -> int:
+        """Serve until SIGTERM or SIGINT; 1 if the workers could not start. `on_ready` runs
+        once every worker listens, `on_stopping` when the drain begins (systemd)."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
@@ -85,8 +87,10 @@ class Supervisor:
             log.info("smtp.workers_ready", workers=len(self.workers),
                      pids=[w.process.pid for w in self.workers if w.process])
             keepers = [asyncio.create_task(self._keep(worker)) for worker in self.workers]
+            on_ready()
             await self.stopping.wait()
             log.info("smtp.workers_stopping")
+            on_stopping()
             for task in keepers:
                 task.cancel()
             return 0
