@@ -12,12 +12,11 @@ from enum import StrEnum
 from typing import TypeVar
 
 import structlog
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm_mailer.db import repositories
 from crm_mailer.db.engine import reading, writing
+from crm_mailer.db.failures import DATABASE_ERRORS, unavailable
 from crm_mailer.db.models import ReviewPolicy, utcnow
 from crm_mailer.errors import (
     CrmMailerError,
@@ -54,12 +53,6 @@ FILED_BY = "crm-mailer"
 
 _MAX_ERROR = 2000
 T = TypeVar("T")
-
-# Driver and pool failures that mean "the database is not there right now", not a bug.
-STORAGE_ERRORS: tuple[type[BaseException], ...] = (
-    OperationalError, InterfaceError, PoolTimeoutError, DBAPIError, OSError, TimeoutError,
-    ConnectionError,
-)
 
 
 class Outcome(StrEnum):
@@ -147,7 +140,9 @@ async def tenant_for_recipient(sessions: async_sessionmaker[AsyncSession], addre
     try:
         async with reading(sessions) as session:
             return (await repositories.tenants_for_hosts(session, [host])).get(host)
-    except STORAGE_ERRORS as exc:
+    except DATABASE_ERRORS as exc:
+        if not unavailable(exc):
+            raise
         raise StorageUnavailable(f"cannot look up recipient host: {type(exc).__name__}") from exc
 
 
@@ -156,7 +151,9 @@ async def directory_is_empty(sessions: async_sessionmaker[AsyncSession]) -> bool
     try:
         async with reading(sessions) as session:
             return not await repositories.any_tenant(session)
-    except STORAGE_ERRORS as exc:
+    except DATABASE_ERRORS as exc:
+        if not unavailable(exc):
+            raise
         raise StorageUnavailable(f"cannot read the directory: {type(exc).__name__}") from exc
 
 
@@ -220,10 +217,13 @@ async def ingest(sessions: async_sessionmaker[AsyncSession], *, raw: bytes,
         return await _store(sessions, match, raw, recipients, config, started)
     except (MessageRefused, StorageUnavailable):
         raise
-    except STORAGE_ERRORS as exc:
-        log.warning("storage_unavailable", error=type(exc).__name__, duration_ms=_ms(started))
-        raise StorageUnavailable(f"reading the directory failed: {type(exc).__name__}") from exc
     except Exception as exc:
+        if unavailable(exc):
+            log.warning("storage_unavailable", error=type(exc).__name__,
+                        duration_ms=_ms(started))
+            raise StorageUnavailable(f"reading the directory failed: "
+                                     f"{type(exc).__name__}") from exc
+        # A failure a retry cannot fix, the database's refusals included: keep the mail.
         log.exception("message.unprocessable", size=len(raw), error=type(exc).__name__)
         message_id, derived = message_key(block, raw)
         return await keep_unprocessable(
@@ -366,7 +366,9 @@ async def _store(sessions: async_sessionmaker[AsyncSession], match: MatchInput, 
                 own = [r for r, host in hosts.items() if tenants.get(host) == tenant]
                 results.append(await _ingest_for_tenant(session, tenant, match, raw, own,
                                                         received_at))
-    except STORAGE_ERRORS as exc:
+    except DATABASE_ERRORS as exc:
+        if not unavailable(exc):
+            raise  # ingest keeps the message as unprocessable
         log.warning("storage_unavailable", message_id=message.message_id,
                     error=type(exc).__name__, duration_ms=_ms(started))
         raise StorageUnavailable(f"storing the message failed: {type(exc).__name__}") from exc
@@ -408,7 +410,9 @@ async def keep_unprocessable(sessions: async_sessionmaker[AsyncSession], *, raw:
                     reasons=[Reason.UNPROCESSABLE.value], candidates={})
                 results.append(TenantOutcome(tenant.slug, Outcome.UNPROCESSABLE,
                                              (Reason.UNPROCESSABLE.value,)))
-    except STORAGE_ERRORS as exc:
+    except DATABASE_ERRORS as exc:
+        if not unavailable(exc):
+            raise
         raise StorageUnavailable(f"storing the message failed: {type(exc).__name__}") from exc
     for outcome in results:
         log.warning("message", tenant=outcome.tenant, message_id=message_id,

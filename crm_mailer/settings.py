@@ -85,7 +85,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
-_INT_RANGES: dict[str, tuple[int, int]] = {
+INTEGER_RANGES: dict[str, tuple[int, int]] = {
     "listen_port": (0, 65535),
     "workers": (1, 256),
     "max_message_size": (1024, 2**31 - 1),
@@ -116,7 +116,7 @@ def parse_workers(text: str) -> int:
     """A number of workers as `serve --workers` takes it: a whole number, or "auto"."""
     if text.strip().lower() == "auto":
         return auto_workers()
-    low, high = _INT_RANGES["workers"]
+    low, high = INTEGER_RANGES["workers"]
     try:
         number = int(text)
     except ValueError:
@@ -141,7 +141,7 @@ def _coerce(key: str, raw: Any, type_name: str, from_env: bool) -> Any:
             if isinstance(raw, bool) or not (from_env or isinstance(raw, int)):
                 raise ValueError
             number = int(raw)
-            low, high = _INT_RANGES[key]
+            low, high = INTEGER_RANGES[key]
             if not low <= number <= high:
                 raise ConfigError(f"{where}: must be between {low} and {high}, not {raw!r}")
             return number

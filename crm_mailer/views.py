@@ -18,6 +18,7 @@ from crm_mailer.db.models import (
     PendingMatch,
     PendingState,
     Project,
+    fits,
 )
 
 
@@ -45,6 +46,10 @@ async def list_history(session: AsyncSession, tenant_id: int, *, limit: int | No
     `lead` and `project` filter by number; a project's history includes the mail filed
     on the lead it was converted from.
     """
+    if not all(fits(column, value) for column, value in (
+            (Lead.number, lead), (Project.number, project), (HistoryEntry.id, entry_id))
+            if value is not None):
+        return []  # no record can have it
     contact = aliased(Contact)
     converted = aliased(Lead)
     query = (
@@ -103,6 +108,8 @@ async def list_pending(session: AsyncSession, tenant_id: int, *, include_resolve
                        limit: int | None = None, offset: int = 0,
                        pending_id: int | None = None) -> list[dict[str, Any]]:
     """The tenant's pending matches, newest first; only waiting ones unless asked."""
+    if pending_id is not None and not fits(PendingMatch.id, pending_id):
+        return []  # no item can have it
     query = select(PendingMatch).where(PendingMatch.tenant_id == tenant_id)
     if pending_id is not None:
         query = query.where(PendingMatch.id == pending_id)

@@ -17,8 +17,8 @@ from crm_mailer import __version__
 from crm_mailer.cli import explain, leads, messages, operations
 from crm_mailer.db import migrate
 from crm_mailer.db.engine import create_engine
+from crm_mailer.db.failures import DATABASE_ERRORS, unavailable
 from crm_mailer.errors import ConfigError, CrmMailerError
-from crm_mailer.ingest import STORAGE_ERRORS
 from crm_mailer.logging import configure_logging
 from crm_mailer.settings import Settings, load_settings
 
@@ -59,9 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CrmMailerError as exc:
         print(f"crm-mailer: {exc}", file=sys.stderr)
         return 1
-    except STORAGE_ERRORS as exc:
+    except DATABASE_ERRORS as exc:
         detail = str(exc).splitlines()[0] if str(exc) else ""
-        print(f"crm-mailer: the database is not available ({type(exc).__name__}: {detail})",
+        what = "is not available" if unavailable(exc) else "refused the request"
+        print(f"crm-mailer: the database {what} ({type(exc).__name__}: {detail})",
               file=sys.stderr)
         return 1
     except KeyboardInterrupt:

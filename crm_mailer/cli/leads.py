@@ -8,10 +8,11 @@ from contextlib import AbstractAsyncContextManager
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from crm_mailer.cli import arguments
 from crm_mailer.cli.output import print_rows
 from crm_mailer.cli.shared import Command, add_action, add_format, add_tenant, scoped
 from crm_mailer.db.models import StatusKind
-from crm_mailer.errors import InvalidRequest
+from crm_mailer.errors import Conflict, InvalidRequest
 from crm_mailer.leads import UNSET, LeadLibrary, LeadView
 from crm_mailer.leads.pipeline_sums import pipeline_sums, render_chart
 from crm_mailer.leads.statuses import StatusLibrary, StatusView
@@ -40,7 +41,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         listing.add_argument(f"--{kind.value}", dest="kinds", action="append_const",
                              const=kind, help=f"only {kind.value} leads (combinable)")
 
-    action("show", _show, "show one lead").add_argument("number", type=int)
+    action("show", _show, "show one lead").add_argument("number", type=arguments.identifier)
 
     create = action("create", _create, "create a lead; prints its number")
     create.add_argument("--name", required=True)
@@ -50,7 +51,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     create.add_argument("--sales-action", metavar="NAME")
 
     change = action("update", _update, "change one or many leads at once (all or none)")
-    change.add_argument("numbers", type=int, nargs="+", metavar="NUMBER")
+    change.add_argument("numbers", type=arguments.identifier, nargs="+", metavar="NUMBER")
     contact = change.add_mutually_exclusive_group()
     contact.add_argument("--contact", metavar="EMAIL")
     contact.add_argument("--no-contact", action="store_true", help="clear the contact")
@@ -62,20 +63,21 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
     move = action("set-company", _set_company,
                   "move a lead to another company; clears its contact unless --contact")
-    move.add_argument("number", type=int)
+    move.add_argument("number", type=arguments.identifier)
     move.add_argument("company", metavar="COMPANY_KEY")
     move.add_argument("--contact", metavar="EMAIL", help="a contact of the new company")
 
     revenue = action("revenue", _revenue, "set a planned net revenue; amount 0 removes it")
-    revenue.add_argument("number", type=int)
-    revenue.add_argument("--month", required=True, metavar="YYYY-MM")
-    revenue.add_argument("--amount", required=True, metavar="AMOUNT", help="e.g. 1234.50")
+    revenue.add_argument("number", type=arguments.identifier)
+    revenue.add_argument("--month", required=True, metavar="YYYY-MM", type=arguments.month)
+    revenue.add_argument("--amount", required=True, metavar="AMOUNT", type=arguments.amount,
+                         help="e.g. 1234.50")
 
     convert = action("convert", _convert, "create a project from the lead; prints its number")
-    convert.add_argument("number", type=int)
+    convert.add_argument("number", type=arguments.identifier)
 
     delete = action("delete", _delete, "delete a lead", formats=False)
-    delete.add_argument("number", type=int)
+    delete.add_argument("number", type=arguments.identifier)
     delete.add_argument("--detach-history", action="store_true",
                         help="keep mail filed on the lead in the company's history, without it")
 
@@ -83,16 +85,20 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                   "the sales project's task for a company (book sales time there)")
     task.add_argument("company", metavar="COMPANY_KEY")
 
-    pipeline = commands.add_parser("pipeline", help="pipeline sums per status")
+    text = "pipeline sums per status: open leads and their expected volume"
+    pipeline = commands.add_parser(
+        "pipeline", help=text,
+        description=f"{text.capitalize()} (the sum of their planned net revenues), in "
+                    "pipeline order; won and lost leads on request.")
     add_tenant(pipeline)
     add_format(pipeline, "chart")
     pipeline.add_argument("--include-won", action="store_true", help="include won leads")
     pipeline.add_argument("--include-lost", action="store_true", help="include lost leads")
     pipeline.add_argument("--sales-action", metavar="NAME")
     pipeline.add_argument("--company", metavar="KEY")
-    pipeline.add_argument("--from", dest="month_from", metavar="YYYY-MM",
+    pipeline.add_argument("--from", dest="month_from", metavar="YYYY-MM", type=arguments.month,
                           help="only planned revenues from this month")
-    pipeline.add_argument("--to", dest="month_to", metavar="YYYY-MM",
+    pipeline.add_argument("--to", dest="month_to", metavar="YYYY-MM", type=arguments.month,
                           help="only planned revenues up to this month")
     pipeline.set_defaults(run=_pipeline)
 
@@ -107,7 +113,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add = status_action("add", "add a status")
     add.add_argument("name")
     add.add_argument("--kind", required=True, choices=[k.value for k in StatusKind])
-    add.add_argument("--position", type=int, help="1-based; default: last")
+    add.add_argument("--position", type=arguments.identifier, help="1-based; default: last")
     rename = status_action("rename", "rename a status")
     rename.add_argument("old")
     rename.add_argument("new")
@@ -212,7 +218,10 @@ async def _convert(args: Args, settings: Settings, engine: AsyncEngine) -> int:
 
 async def _delete(args: Args, settings: Settings, engine: AsyncEngine) -> int:
     async with _library(engine, args.tenant, write=True) as library:
-        await library.delete(args.number, detach_history=args.detach_history)
+        try:
+            await library.delete(args.number, detach_history=args.detach_history)
+        except Conflict as exc:
+            raise Conflict(f"{exc}; --detach-history deletes it and keeps them") from None
     print(f"deleted lead {args.number}")
     return 0
 
@@ -253,7 +262,10 @@ async def _statuses(args: Args, settings: Settings, engine: AsyncEngine) -> int:
             case "reorder":
                 views = await statuses.reorder(args.names)
             case "delete":
-                views = await statuses.delete(args.name, args.replacement)
+                try:
+                    views = await statuses.delete(args.name, args.replacement)
+                except Conflict as exc:
+                    raise Conflict(f"{exc} with --replacement STATUS") from None
             case _:
                 views = await statuses.list_statuses()
     print_rows([view.as_json() for view in views], args.format, STATUS_COLUMNS)

@@ -7,6 +7,7 @@ import argparse
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from crm_mailer.cli import arguments
 from crm_mailer.cli.output import print_rows
 from crm_mailer.cli.shared import add_action, add_tenant, scoped
 from crm_mailer.db.engine import reading, session_factory
@@ -28,14 +29,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     listing.add_argument("--outcome", choices=OUTCOMES,
                          help="only mail filed, waiting in the queue (queued), ignored as "
                               "machine mail, rejected (refused) or expired")
-    listing.add_argument("--limit", type=int, default=None, metavar="N",
+    listing.add_argument("--limit", type=arguments.count, default=None, metavar="N",
                          help="at most N messages (default: all)")
 
     text = ("match mail kept as unprocessable again (after a fix): all of the tenant's, "
             "or the queue items named")
     parser = commands.add_parser("reprocess", help=text, description=text)
     add_tenant(parser)
-    parser.add_argument("ids", nargs="*", type=int, metavar="ID",
+    parser.add_argument("ids", nargs="*", type=arguments.identifier, metavar="ID",
                         help="pending item ids (default: every waiting unprocessable one)")
     parser.set_defaults(run=_reprocess)
 

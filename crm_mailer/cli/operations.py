@@ -14,6 +14,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from crm_mailer.cli import arguments
 from crm_mailer.cli.output import SafeOutput, cell, evidence_lines, print_rows
 from crm_mailer.cli.shared import add_action, add_by, scoped
 from crm_mailer.db import migrate, repositories
@@ -21,12 +22,12 @@ from crm_mailer.db.engine import reading, session_factory, writing
 from crm_mailer.db.models import ReviewPolicy, Tenant, TenantHost
 from crm_mailer.directory.importer import import_directory
 from crm_mailer.directory.spec import parse_directory
-from crm_mailer.errors import CrmMailerError, InvalidRequest, NotFound
+from crm_mailer.errors import CrmMailerError, NotFound
 from crm_mailer.leads.scope import tenant_scope
 from crm_mailer.mail.freemail import free_mail_domains
 from crm_mailer.mail.proof import SenderPolicy
 from crm_mailer.reconciliation import ReconciliationQueue, expire_pending
-from crm_mailer.settings import Settings, parse_workers
+from crm_mailer.settings import Settings
 from crm_mailer.smtp.readiness import SchemaWatch
 from crm_mailer.smtp.server import SmtpServer
 from crm_mailer.smtp.workers import Supervisor, WorkerPipes, reserve, worker_command
@@ -38,6 +39,7 @@ from crm_mailer.systemd import (
     stop_informing,
 )
 from crm_mailer.views import list_history
+from crm_mailer.wording import counted
 
 log = structlog.get_logger("crm_mailer.cli")
 
@@ -46,10 +48,15 @@ HISTORY_COLUMNS = ("id", "sent_at", "direction", "sender", "company", "contact",
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    serve = commands.add_parser("serve", help="run the SMTP server")
+    serve = commands.add_parser(
+        "serve", help="run the SMTP server",
+        description="Run the SMTP server: accept crm@<tenant host>, file or queue each "
+                    "message, answer 250 only once it is stored. Starts without its "
+                    "database (451 until it answers); SIGTERM drains, SIGHUP reloads TLS.")
     serve.add_argument("--host", help="listen address (config: listen_host)")
-    serve.add_argument("--port", type=int, help="listen port (config: listen_port)")
-    serve.add_argument("--workers", type=workers_argument, metavar="N|auto",
+    serve.add_argument("--port", type=arguments.port, help="listen port, 0 for any free one "
+                       "(config: listen_port)")
+    serve.add_argument("--workers", type=arguments.workers, metavar="N|auto",
                        help="SMTP worker processes on the port (config: workers)")
     serve.add_argument("--worker-pipes", help=argparse.SUPPRESS)  # set by the supervisor
     # The schema is checked by serve itself: it starts without the database (smtp.readiness).
@@ -80,10 +87,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                                              metavar="ACTION")
     listing = add_action(history_actions, "list", "list filed contact-history entries",
                          _history_list)
-    listing.add_argument("--lead", type=int, metavar="NUMBER", help="only mail on this lead")
-    listing.add_argument("--project", type=int, metavar="NUMBER",
+    listing.add_argument("--lead", type=arguments.identifier, metavar="NUMBER",
+                         help="only mail on this lead")
+    listing.add_argument("--project", type=arguments.identifier, metavar="NUMBER",
                          help="only mail on this project (and on the lead it came from)")
-    listing.add_argument("--limit", type=int, default=None)
+    listing.add_argument("--limit", type=arguments.count, default=None, metavar="N")
     move = add_action(history_actions, "move",
                       "correct a filed entry: another lead, project or contact", _history_move,
                       item="id")
@@ -97,8 +105,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                          _pending_list)
     listing.add_argument("--all", action="store_true",
                          help="include confirmed, rejected and expired items")
-    listing.add_argument("--limit", type=int, default=None)
-    listing.add_argument("--offset", type=int, default=0)
+    listing.add_argument("--limit", type=arguments.count, default=None, metavar="N")
+    listing.add_argument("--offset", type=arguments.count, default=0, metavar="N")
     add_action(pending_actions, "show", "one item with reasons and candidates", _pending_show,
                item="id")
     confirm = add_action(pending_actions, "confirm",
@@ -115,7 +123,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                _pending_rematch, formats=None)
     expire = add_action(pending_actions, "expire", "mark old waiting mail expired (all tenants)",
                         _pending_expire, tenant=False, formats=None)
-    expire.add_argument("--older-than", type=float, metavar="DAYS",
+    expire.add_argument("--older-than", type=arguments.days, metavar="DAYS",
                         help="default: config pending_max_age_days")
 
     tenants = commands.add_parser("tenants", help="tenants, their review and sender policies")
@@ -136,16 +144,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def add_record_choice(parser: argparse.ArgumentParser) -> None:
     record = parser.add_mutually_exclusive_group()
-    record.add_argument("--lead", type=int, metavar="NUMBER")
-    record.add_argument("--project", type=int, metavar="NUMBER")
+    record.add_argument("--lead", type=arguments.identifier, metavar="NUMBER")
+    record.add_argument("--project", type=arguments.identifier, metavar="NUMBER")
     parser.add_argument("--contact", metavar="EMAIL")
-
-def workers_argument(text: str) -> int:
-    try:
-        return parse_workers(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
 
 async def _serve(args: argparse.Namespace, settings: Settings, engine: AsyncEngine) -> int:
     host = args.host or settings.listen_host
@@ -236,10 +237,10 @@ async def _import(args: argparse.Namespace, settings: Settings, engine: AsyncEng
     for line in report.lines:
         out.write(f"{line}\n")
     if args.dry_run:
-        out.write(f"would import {len(specs)} tenant(s): {report.summary()} "
+        out.write(f"would import {counted(len(specs), 'tenant')}: {report.summary()} "
                   "(dry run: nothing was stored)\n")
         return 0
-    out.write(f"imported {len(specs)} tenant(s): {report.summary()}\n")
+    out.write(f"imported {counted(len(specs), 'tenant')}: {report.summary()}\n")
     # Directory changes may make waiting mail certain: match it again, tenant by tenant.
     for spec in specs:
         async with writing(session_factory(engine)) as session:
@@ -345,11 +346,9 @@ async def _pending_rematch(args: argparse.Namespace, settings: Settings,
 async def _pending_expire(args: argparse.Namespace, settings: Settings,
                           engine: AsyncEngine) -> int:
     days = settings.pending_max_age_days if args.older_than is None else args.older_than
-    if days < 0:
-        raise InvalidRequest("--older-than must not be negative")
     async with writing(session_factory(engine)) as session:
         count = await expire_pending(session, older_than=dt.timedelta(days=days))
-    print(f"expired {count} pending mail(s) older than {days:g} days")
+    print(f"expired {counted(count, 'pending mail')} older than {counted(days, 'day')}")
     return 0
 
 

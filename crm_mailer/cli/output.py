@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from crm_mailer.wording import counted
+
 # C0 and C1 controls (ESC among them: terminal escape sequences) and the bidirectional
 # overrides that reorder what a terminal shows. Newline and tab stay: text has lines.
 _UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -52,7 +54,7 @@ def print_rows(rows: Sequence[dict[str, Any]], fmt: str, columns: Sequence[str])
     for r in table:
         out.write("  ".join(v[:w].ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()
                   + "\n")
-    out.write(f"({len(rows)} row{'s' if len(rows) != 1 else ''})\n")
+    out.write(f"({counted(len(rows), 'row')})\n")
 
 
 def cell(value: Any) -> str:

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from crm_mailer.cli import arguments
 from crm_mailer.db.engine import reading, session_factory, writing
 from crm_mailer.leads.scope import TenantScope, tenant_scope
 from crm_mailer.settings import Settings
@@ -25,9 +26,14 @@ def add_tenant(parser: argparse.ArgumentParser) -> None:
                         help="the tenant (env: CRM_MAILER_TENANT)")
 
 
+FORMAT_HELP = {"table": "for people (default)", "json": "one object per line",
+               "chart": "a bar per status, and the total"}
+
+
 def add_format(parser: argparse.ArgumentParser, *extra: str) -> None:
-    parser.add_argument("--format", choices=("table", "json", *extra), default="table",
-                        help="table for people (default), json: one object per line")
+    formats = ("table", "json", *extra)
+    parser.add_argument("--format", choices=formats, default="table",
+                        help="; ".join(f"{name}: {FORMAT_HELP[name]}" for name in formats))
 
 
 def add_by(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +52,7 @@ def add_action(actions: argparse._SubParsersAction[argparse.ArgumentParser], nam
     if formats is not None:
         add_format(parser, *formats)
     if item is not None:
-        parser.add_argument(item, type=int, metavar=item.upper())
+        parser.add_argument(item, type=arguments.identifier, metavar=item.upper())
     parser.set_defaults(run=run, **defaults)
     return parser
 

@@ -70,6 +70,20 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+# What an integer column can hold, by its type (BigInteger first: it is an Integer).
+_INTEGER_BOUNDS: tuple[tuple[type[Integer], int], ...] = ((BigInteger, 2**63), (Integer, 2**31))
+
+
+def fits(column: Any, value: int) -> bool:
+    """Whether the integer column `column` can hold `value`. PostgreSQL refuses even to
+    compare a column with a value past its type, so a lookup by such an ID or number is
+    answered "no such record" without asking it (SQLite would simply find nothing)."""
+    for kind, bound in _INTEGER_BOUNDS:
+        if isinstance(column.type, kind):
+            return -bound <= value < bound
+    return True
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 

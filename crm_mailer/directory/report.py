@@ -7,6 +7,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from crm_mailer.wording import counted
+
 
 class Action(enum.StrEnum):
     """What happened to a record (or, for the tallies, to how many)."""
@@ -67,5 +69,5 @@ class ImportReport:
         return [line for line in self.lines if line.action is Action.CONFLICT]
 
     def summary(self) -> str:
-        return ", ".join(f"{n} {key}" for key, n in sorted(self.counts.items())) \
+        return ", ".join(counted(n, key) for key, n in sorted(self.counts.items())) \
             or "nothing changed"

@@ -26,10 +26,12 @@ from crm_mailer.db.models import (
     ProjectTask,
     SalesAction,
     StatusKind,
+    fits,
 )
 from crm_mailer.errors import Conflict, InvalidRequest, NotFound
 from crm_mailer.leads.rules import converted_lead_status
 from crm_mailer.leads.scope import Lookup, TenantScope, parse_amount, parse_month
+from crm_mailer.wording import counted
 
 SALES_PROJECT_NAME = "Vertrieb"
 LeadQuery = Select[Lead, str, str, str, StatusKind, str, int]
@@ -136,7 +138,8 @@ class LeadLibrary:
 
     async def get(self, number: int) -> LeadView:
         """One lead by number."""
-        views = await self._views(self._view_query().where(Lead.number == number))
+        views = await self._views(self._view_query().where(Lead.number == number)) \
+            if fits(Lead.number, number) else []
         if not views:
             raise NotFound(f"no lead {number} in tenant '{self.tenant.slug}'")
         return views[0]
@@ -309,8 +312,8 @@ class LeadLibrary:
             filed = await self.session.scalar(select(func.count()).select_from(HistoryEntry)
                                               .where(HistoryEntry.lead_id == lead.id))
             if filed and not detach_history:
-                raise Conflict(f"lead {number} has {filed} contact-history entries: detach them "
-                               "(they stay with the company) or keep the lead")
+                raise Conflict(f"lead {number} has {counted(filed, 'contact-history entry')}: "
+                               "detach them (they stay with the company) or keep the lead")
             await self.session.execute(update(HistoryEntry).where(HistoryEntry.lead_id == lead.id)
                                        .values(lead_id=None))
             await self.session.delete(lead)

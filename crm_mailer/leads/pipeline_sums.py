@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm_mailer.db.models import Lead, LeadStatus, PlannedRevenue, StatusKind
 from crm_mailer.errors import InvalidRequest
 from crm_mailer.leads.scope import Lookup, TenantScope, parse_month
+from crm_mailer.wording import counted
 
 CENT = Decimal("0.01")
 
@@ -104,5 +105,5 @@ def render_chart(rows: list[PipelineRow], width: int = 40) -> str:
                      f"({row.leads} lead{'s' if row.leads != 1 else ''})")
     total = sum((row.expected_volume for row in rows), Decimal(0))
     lines.append(f"{'total'.ljust(label)}  {' ' * width}  {total:>{amount_width},.2f}  "
-                 f"({sum(row.leads for row in rows)} leads)")
+                 f"({counted(sum(row.leads for row in rows), 'lead')})")
     return "\n".join(lines) + "\n"

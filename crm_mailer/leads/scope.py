@@ -17,6 +17,7 @@ from crm_mailer.db.models import (
     Project,
     SalesAction,
     Tenant,
+    fits,
 )
 from crm_mailer.errors import NotFound
 from crm_mailer.leads.values import MAX_AMOUNT, parse_amount, parse_month
@@ -64,6 +65,8 @@ class Lookup:
 
     async def _one(self, model: type[M], column: Any, value: object, what: str,
                    lock: RowLock = None) -> M:
+        if isinstance(value, int) and not fits(column, value):
+            raise NotFound(f"no {what} in tenant '{self.tenant.slug}'")
         tenant_column: Any = model.tenant_id  # type: ignore[attr-defined]
         statement: Any = select(model).where(tenant_column == self.tenant.id, column == value)
         if lock is not None:  # and read what the lock holder committed, not a stale copy

@@ -13,6 +13,7 @@ from crm_mailer.db.models import Lead, LeadStatus, StatusKind
 from crm_mailer.errors import Conflict, InvalidRequest
 from crm_mailer.leads.rules import converted_lead_status, converted_leads_in
 from crm_mailer.leads.scope import Lookup, TenantScope
+from crm_mailer.wording import counted
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +132,7 @@ class StatusLibrary:
                 await self.session.execute(update(Lead).where(Lead.status_id == status.id)
                                            .values(status_id=target.id))
             elif in_use:
-                raise Conflict(f"status '{name}' is used by {in_use} lead(s): name a "
+                raise Conflict(f"status '{name}' is used by {counted(in_use, 'lead')}: name a "
                                "replacement status to move them to")
             await self.session.delete(status)
             await self.session.flush()

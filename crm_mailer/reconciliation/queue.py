@@ -30,6 +30,7 @@ from crm_mailer.db.models import (
     Project,
     ReviewPolicy,
     Tenant,
+    fits,
     utcnow,
 )
 from crm_mailer.errors import Conflict, InvalidRequest, NotFound
@@ -149,6 +150,8 @@ class ReconciliationQueue:
     async def _claim(self, pending_id: int, state: PendingState, by: str,
                      note: str | None = None) -> PendingMatch:
         """Move a waiting item to `state`, or say who decided it before."""
+        if not fits(PendingMatch.id, pending_id):
+            raise NotFound(f"no pending mail {pending_id} in tenant '{self.tenant.slug}'")
         claimed = await self.session.scalar(
             update(PendingMatch)
             .where(PendingMatch.id == pending_id, PendingMatch.tenant_id == self.tenant.id,
@@ -217,6 +220,8 @@ class ReconciliationQueue:
         """Correct a filed entry: another lead, project or contact (the company follows)."""
         if (lead, project, contact) == (None, None, None):
             raise InvalidRequest("nothing to move: give a lead, a project or a contact")
+        if not fits(HistoryEntry.id, entry_id):
+            raise NotFound(f"no history entry {entry_id} in tenant '{self.tenant.slug}'")
         async with self.session.begin_nested():
             entry = await self.session.scalar(
                 select(HistoryEntry).where(HistoryEntry.id == entry_id,

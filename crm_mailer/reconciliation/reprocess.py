@@ -16,6 +16,7 @@ from crm_mailer.db.models import (
     PendingMatch,
     PendingState,
     Tenant,
+    fits,
     utcnow,
 )
 from crm_mailer.errors import MessageRefused
@@ -49,7 +50,9 @@ async def reprocess(session: AsyncSession, tenant: TenantScope, config: IngestCo
              .order_by(PendingMatch.id).with_for_update(of=PendingMatch)
              .execution_options(populate_existing=True))
     if pending_ids:
-        query = query.where(PendingMatch.id.in_(pending_ids))
+        # IDs no item can have are not asked for; naming only such IDs is not "all".
+        query = query.where(PendingMatch.id.in_(
+            [i for i in pending_ids if fits(PendingMatch.id, i)] or [0]))
     report: Counter[str] = Counter()
     for pending in (await session.scalars(query)).all():
         if Reason.UNPROCESSABLE.value not in pending.reasons:

@@ -17,8 +17,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm_mailer.db import migrate
+from crm_mailer.db.failures import DATABASE_ERRORS, unavailable
 from crm_mailer.errors import SchemaOutdated
-from crm_mailer.ingest import STORAGE_ERRORS
 
 log = structlog.get_logger("crm_mailer.smtp")
 
@@ -40,7 +40,9 @@ class SchemaWatch:
         False when it cannot be reached."""
         try:
             await migrate.require_current(self.engine)
-        except STORAGE_ERRORS as exc:
+        except DATABASE_ERRORS as exc:
+            if not unavailable(exc):
+                raise
             log.warning("database.unavailable", error=type(exc).__name__,
                         detail=(str(exc).splitlines() or [""])[0][:200],
                         reply="451 to every recipient until it answers")
@@ -54,7 +56,7 @@ class SchemaWatch:
         try:
             async with self.engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
-        except STORAGE_ERRORS:
+        except DATABASE_ERRORS:
             return False
         return True
 
@@ -74,6 +76,9 @@ class SchemaWatch:
             except SchemaOutdated as exc:
                 log.error("database.schema_outdated", error=str(exc),
                           reply="451 to every recipient until the schema is upgraded")
+            except DATABASE_ERRORS as exc:  # refused, e.g. no permission: keep trying
+                log.error("database.refused", error=f"{type(exc).__name__}: {exc}"[:500],
+                          reply="451 to every recipient until it answers")
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -55,7 +55,7 @@ def test_reimport_after_convert_dry_run_and_overwrite(env: dict[str, str],
         "'Erstkontakt' (open)",
         "unchanged   tenant 'xyz': 3 lead statuses, 1 sales action, 1 company, 1 contact",
         "left alone  tenant 'xyz': 1 project not in the file",
-        "would import 1 tenant(s): 2 conflict, 1 contact created, 1 project updated "
+        "would import 1 tenant: 2 conflicts, 1 contact created, 1 project updated "
         "(dry run: nothing was stored)"]
     assert run(env, "import", "--dry-run", changed) == dry  # it stored nothing
 
@@ -65,7 +65,7 @@ def test_reimport_after_convert_dry_run_and_overwrite(env: dict[str, str],
         "overwritten tenant 'xyz', lead 11111, name: imported 'Website-Relaunch', was "
         "'Relaunch (Anna)'"]
     assert forced[4].startswith("conflict    tenant 'xyz', lead 11111, status: ")
-    assert forced[-1] == ("imported 1 tenant(s): 1 conflict, 1 contact created, 1 lead "
+    assert forced[-1] == ("imported 1 tenant: 1 conflict, 1 contact created, 1 lead "
                           "updated, 1 overwritten, 1 project updated")
     shown = lead(env, 11111)
     assert (shown["name"], shown["status"], shown["status_kind"], shown["project"]) == (
@@ -74,7 +74,7 @@ def test_reimport_after_convert_dry_run_and_overwrite(env: dict[str, str],
     again = run(env, "import", changed).splitlines()
     assert [line.split(",")[0:2] for line in again if line.startswith("conflict")] == [
         ["conflict    tenant 'xyz'", " lead 11111"]]
-    assert again[-1] == "imported 1 tenant(s): 1 conflict"
+    assert again[-1] == "imported 1 tenant: 1 conflict"
 
 
 def test_an_unknown_key_is_one_line_and_stores_nothing(env: dict[str, str],
@@ -109,7 +109,7 @@ def test_reimport_after_status_and_review_changes_with_the_cli(env: dict[str, st
         "import; not created again",
         "unchanged   tenant 'xyz': 1 lead status, 1 sales action, 1 company, 1 contact, "
         "1 project, 1 lead",
-        "would import 1 tenant(s): 3 conflict (dry run: nothing was stored)"]
+        "would import 1 tenant: 3 conflicts (dry run: nothing was stored)"]
     assert lead(env, 11111)["status"] == "Neu"
 
     run(env, "tenants", "set-review", "all")
@@ -122,7 +122,7 @@ def test_reimport_after_status_and_review_changes_with_the_cli(env: dict[str, st
         "overwritten tenant 'xyz', review: imported 'uncertain', was 'all'",
         "overwritten tenant 'xyz', lead_statuses order: imported 'Erstkontakt, Gewonnen', was "
         "'Gewonnen, Neu'"]
-    assert forced[-1] == ("imported 1 tenant(s): 1 lead status created, 1 lead status "
+    assert forced[-1] == ("imported 1 tenant: 1 lead status created, 1 lead status "
                           "updated, 4 overwritten, 1 tenant updated")
     listed = [json.loads(line) for line in run(env, "statuses", "list", "--format",
                                                "json").splitlines()]
@@ -130,4 +130,4 @@ def test_reimport_after_status_and_review_changes_with_the_cli(env: dict[str, st
         ("Erstkontakt", "open", 1), ("Gewonnen", "won", 0), ("Verloren", "lost", 0)]
     [tenant] = map(json.loads, run(env, "tenants", "list", "--format", "json").splitlines())
     assert tenant["review"] == "uncertain"
-    assert run(env, "import", reviewed).splitlines()[-1] == "imported 1 tenant(s): nothing changed"
+    assert run(env, "import", reviewed).splitlines()[-1] == "imported 1 tenant: nothing changed"

@@ -334,7 +334,7 @@ async def test_delete_refuses_a_lead_with_filed_mail_unless_detached(
     assert (await smtp.send(factories.mail(subject="Lead 11111"))).code == 250
     async with writing(crm) as session:
         library = LeadLibrary(session, await tenant_scope(session, "xyz"))
-        with pytest.raises(Conflict, match="lead 11111 has 1 contact-history entries"):
+        with pytest.raises(Conflict, match="lead 11111 has 1 contact-history entry:"):
             await library.delete(11111)
         await library.delete(11112)  # nothing filed on it
         await library.delete(11111, detach_history=True)

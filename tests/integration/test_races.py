@@ -350,7 +350,7 @@ async def test_a_status_deleted_while_a_lead_is_set_to_it_counts_that_lead(
     updated, refused = await race(crm, to_won, delete_won)
     assert [v.status for v in updated] == ["Gewonnen"]
     assert isinstance(refused, Conflict)
-    assert "status 'Gewonnen' is used by 1 lead(s)" in str(refused)
+    assert "status 'Gewonnen' is used by 1 lead:" in str(refused)
 
 
 async def test_a_status_made_open_while_a_lead_is_converted_into_it_is_refused(
@@ -430,7 +430,7 @@ async def test_a_status_deleted_while_a_lead_is_created_in_it_counts_that_lead(
     created, refused = await race(crm, create_won, delete_won)
     assert created.status == "Gewonnen"
     assert isinstance(refused, Conflict)
-    assert "status 'Gewonnen' is used by 1 lead(s)" in str(refused)
+    assert "status 'Gewonnen' is used by 1 lead:" in str(refused)
     _, refused_later = await race(crm, delete_won_replacing(), create_won)
     assert isinstance(refused_later, NotFound)
 
