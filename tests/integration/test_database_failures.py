@@ -8,11 +8,14 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from crm_mailer.db.engine import create_engine
 from crm_mailer.db.failures import DATABASE_ERRORS, unavailable
 from crm_mailer.db.models import Lead, PendingMatch, fits
+from tests import factories
+from tests.conftest import SmtpClient
+from tests.integration.test_smtp_ingest import pending
 from tests.pgcluster import free_port
 
 
@@ -60,3 +63,26 @@ async def test_a_locked_sqlite_database_is_unavailable(tmp_path: Path) -> None:
     finally:
         holder.close()
         await engine.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_a_statement_the_database_refuses_keeps_the_mail_with_250(
+        example: async_sessionmaker[AsyncSession], engine: AsyncEngine,
+        smtp: SmtpClient) -> None:
+    """A relay retries a 451 for days: a failure no retry can fix must not be one. Here
+    PostgreSQL refuses every new history entry (a trigger raising SQLSTATE 22023, a data
+    exception): the mail is kept as unprocessable, waiting for a person, and answered 250."""
+    async with engine.begin() as connection:
+        await connection.execute(text(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "RAISE EXCEPTION 'refused by the test' USING ERRCODE = '22023'; END $$"))
+        await connection.execute(text(
+            "CREATE TRIGGER refuse BEFORE INSERT ON history_entries "
+            "FOR EACH ROW EXECUTE FUNCTION refuse()"))
+    reply = await smtp.send(factories.mail(), recipients=["crm@xyz.hq.example"])
+    assert (reply.code, reply.text) == (250, "2.0.0 Message accepted and kept; it could not "
+                                             "be processed and waits for a person")
+    [waiting] = await pending(example)
+    assert waiting["reasons"] == ["unprocessable"]
+    assert "refused by the test" in waiting["error"]
