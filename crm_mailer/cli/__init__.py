@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm_mailer import __version__
-from crm_mailer.cli import explain, leads, messages, operations
+from crm_mailer.cli import check_config, explain, leads, messages, operations
 from crm_mailer.db import migrate
 from crm_mailer.db.engine import create_engine
 from crm_mailer.db.failures import DATABASE_ERRORS, unavailable
@@ -38,12 +38,15 @@ def build_parser() -> argparse.ArgumentParser:
     leads.register(commands)
     messages.register(commands)
     explain.register(commands)
+    check_config.register(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "check-config":  # reports a broken configuration as a failed check
+        return check_config.run(args.config)
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:
