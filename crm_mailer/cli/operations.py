@@ -14,7 +14,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from crm_mailer.cli import arguments
+from crm_mailer.cli import arguments, audit, originals
 from crm_mailer.cli.output import SafeOutput, cell, evidence_lines, print_rows
 from crm_mailer.cli.shared import add_action, add_by, scoped
 from crm_mailer.db import migrate, repositories
@@ -97,6 +97,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                       item="id")
     add_record_choice(move)
     add_by(move)
+    originals.register(history_actions, "history entry")
+    audit.register(history_actions)
 
     pending = commands.add_parser("pending", help="mail waiting for confirmation")
     pending_actions = pending.add_subparsers(dest="pending_command", required=True,
@@ -125,6 +127,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                         _pending_expire, tenant=False, formats=None)
     expire.add_argument("--older-than", type=arguments.days, metavar="DAYS",
                         help="default: config pending_max_age_days")
+    originals.register(pending_actions, "pending mail")
 
     tenants = commands.add_parser("tenants", help="tenants, their review and sender policies")
     tenant_actions = tenants.add_subparsers(dest="tenants_command", required=True,

@@ -336,18 +336,45 @@ def _tidy(text: str) -> str:
     return _EMPTY_LINES.sub("\n\n", text).strip("\n")
 
 
-def _attachments(msg: Message, body_part: Message | None,
-                 size_header: str) -> tuple[Attachment, ...]:
-    found: list[Attachment] = []
+def _attachment_leaves(msg: Message, body_part: Message | None) -> Iterator[Message]:
+    """The leaves a reader sees as attached files, in order, at most _MAX_ATTACHMENTS."""
+    count = 0
     for leaf in _leaves(msg):
-        if len(found) >= _MAX_ATTACHMENTS:
-            break
+        if count >= _MAX_ATTACHMENTS:
+            return
         if leaf is body_part or (leaf is msg and body_part is not None):
             continue
         if not _safe(_is_attachment, leaf):
             continue
-        found.append(Attachment(_filename(leaf), leaf.get_content_type(),
-                                _payload_size(leaf, size_header)))
+        count += 1
+        yield leaf
+
+
+def _attachments(msg: Message, body_part: Message | None,
+                 size_header: str) -> tuple[Attachment, ...]:
+    return tuple(Attachment(_filename(leaf), leaf.get_content_type(),
+                            _payload_size(leaf, size_header))
+                 for leaf in _attachment_leaves(msg, body_part))
+
+
+def attachment_contents(raw: bytes) -> tuple[tuple[Attachment, bytes], ...]:
+    """Each attachment of a stored message with its decoded bytes, in the stored order.
+
+    For reading back what was accepted (its limits were checked then), not for what comes
+    in: the standard library's parser keeps the payloads the MIME tree leaves out. Its
+    reading of a broken structure can differ from the tree's, so callers compare the
+    names and types with the list stored at ingestion.
+    """
+    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    found = []
+    for leaf in _attachment_leaves(msg, _body_part(msg)):
+        payload = _decoded_payload(leaf)
+        if payload is None:  # an attached message: its bytes as they are
+            inner = leaf.get_payload()
+            payload = (inner[0].as_bytes() if isinstance(inner, list) and inner
+                       and isinstance(inner[0], Message) else b"")
+        found.append((Attachment(_filename(leaf), leaf.get_content_type(), len(payload)),
+                      payload))
     return tuple(found)
 
 

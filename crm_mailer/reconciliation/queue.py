@@ -284,6 +284,7 @@ class ReconciliationQueue:
         entry.contact_id = placement.contact.id if placement.contact else None
         entry.lead_id = placement.lead.id if placement.lead else None
         entry.project_id = placement.project.id if placement.project else None
+        entry.filed_by = by  # who placed it where it is now; history_changes has the rest
         if placement.contact is not None and await self.session.get(
                 HistoryParticipant, (entry.id, placement.contact.id)) is None:
             self.session.add(HistoryParticipant(history_entry_id=entry.id,
