@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm_mailer import __version__
-from crm_mailer.cli import check_config, explain, leads, messages, operations
+from crm_mailer.cli import backfill, check_config, explain, leads, messages, operations
 from crm_mailer.db import migrate
 from crm_mailer.db.engine import create_engine
 from crm_mailer.db.failures import DATABASE_ERRORS, unavailable
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     messages.register(commands)
     explain.register(commands)
     check_config.register(commands)
+    backfill.register(commands)
     return parser
 
 

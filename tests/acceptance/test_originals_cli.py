@@ -99,8 +99,9 @@ def test_history_changes_shows_who_moved_an_entry_and_filed_by_follows(
         and unchanged[0].endswith(" by crm-mailer")
     assert unchanged[-1] == "(0 rows)"
 
-    other = [json.loads(line) for line in ok(env, "leads", "list", "--format", "json")
-             .splitlines() if json.loads(line)["number"] != 11111][0]["number"]
+    leads = [json.loads(line)["number"] for line in ok(env, "leads", "list", "--format",
+                                                        "json").splitlines()]
+    [other] = [number for number in leads if number != 11111]
     ok(env, "history", "move", str(entry["id"]), "--lead", str(other), "--by", "maria")
     [change] = [json.loads(line) for line in ok(
         env, "history", "changes", str(entry["id"]), "--format", "json").splitlines()]
