@@ -35,6 +35,7 @@ class Settings:
     listen_host: str = "127.0.0.1"
     listen_port: int = 2525
     workers: int = 1  # SMTP worker processes on the listen port; "auto": one per core
+    metrics_listen: str = ""  # HOST:PORT of /metrics, /healthz, /readyz; empty: off
     local_part: str = "crm"
     max_message_size: int = 33_554_432
     max_line_length: int = 1_000_000
@@ -110,6 +111,15 @@ def auto_workers() -> int:
     """One worker per core this process may run on."""
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                else os.cpu_count() or 1)
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """"HOST:PORT" (an IPv6 host in brackets) -> (host, port); ValueError if it is not."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{text!r} is not HOST:PORT")
+    return host, int(port)
 
 
 def parse_workers(text: str) -> int:
@@ -222,6 +232,12 @@ def _checked(settings: Settings) -> Settings:
         raise ConfigError("config keys 'tls_cert_file' and 'tls_key_file': set both or neither")
     if settings.require_tls and not settings.tls_cert_file:
         raise ConfigError("config key 'require_tls': needs 'tls_cert_file' and 'tls_key_file'")
+    if settings.metrics_listen:
+        try:
+            parse_listen(settings.metrics_listen)
+        except ValueError as exc:
+            raise ConfigError(f"config key 'metrics_listen': {exc} (e.g. 127.0.0.1:9125)") \
+                from None
     for key in ("command_timeout", "data_timeout", "processing_timeout"):
         if getattr(settings, key) <= 0:
             raise ConfigError(f"config key '{key}': must be more than 0 seconds")

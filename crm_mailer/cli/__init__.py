@@ -14,7 +14,15 @@ from collections.abc import Callable, Sequence
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm_mailer import __version__
-from crm_mailer.cli import backfill, check_config, explain, leads, messages, operations
+from crm_mailer.cli import (
+    backfill,
+    check_config,
+    explain,
+    leads,
+    messages,
+    operations,
+    serve,
+)
 from crm_mailer.db import migrate
 from crm_mailer.db.engine import create_engine
 from crm_mailer.db.failures import DATABASE_ERRORS, unavailable
@@ -34,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="PATH",
                         help="TOML configuration file (env: CRM_MAILER_CONFIG)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve.register(commands)
     operations.register(commands)
     leads.register(commands)
     messages.register(commands)

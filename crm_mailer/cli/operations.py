@@ -1,11 +1,9 @@
-"""Operator commands: serve, db, import, and the history and pending read-outs."""
+"""Operator commands: db, import, tenants, and the history and pending read-outs."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
-import signal
 import sys
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -28,16 +26,6 @@ from crm_mailer.mail.freemail import free_mail_domains
 from crm_mailer.mail.proof import SenderPolicy
 from crm_mailer.reconciliation import ReconciliationQueue, expire_pending
 from crm_mailer.settings import Settings
-from crm_mailer.smtp.readiness import SchemaWatch
-from crm_mailer.smtp.server import SmtpServer
-from crm_mailer.smtp.workers import Supervisor, WorkerPipes, reserve, worker_command
-from crm_mailer.systemd import (
-    DATABASE_DOWN,
-    SERVING,
-    Notifier,
-    start_informing,
-    stop_informing,
-)
 from crm_mailer.views import list_history
 from crm_mailer.wording import counted
 
@@ -48,20 +36,6 @@ HISTORY_COLUMNS = ("id", "sent_at", "direction", "sender", "company", "contact",
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    serve = commands.add_parser(
-        "serve", help="run the SMTP server",
-        description="Run the SMTP server: accept crm@<tenant host>, file or queue each "
-                    "message, answer 250 only once it is stored. Starts without its "
-                    "database (451 until it answers); SIGTERM drains, SIGHUP reloads TLS.")
-    serve.add_argument("--host", help="listen address (config: listen_host)")
-    serve.add_argument("--port", type=arguments.port, help="listen port, 0 for any free one "
-                       "(config: listen_port)")
-    serve.add_argument("--workers", type=arguments.workers, metavar="N|auto",
-                       help="SMTP worker processes on the port (config: workers)")
-    serve.add_argument("--worker-pipes", help=argparse.SUPPRESS)  # set by the supervisor
-    # The schema is checked by serve itself: it starts without the database (smtp.readiness).
-    serve.set_defaults(run=_serve, schema=False)
-
     db = commands.add_parser("db", help="database schema")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_commands.add_parser("upgrade", help="apply all migrations").set_defaults(
@@ -150,69 +124,6 @@ def add_record_choice(parser: argparse.ArgumentParser) -> None:
     record.add_argument("--lead", type=arguments.identifier, metavar="NUMBER")
     record.add_argument("--project", type=arguments.identifier, metavar="NUMBER")
     parser.add_argument("--contact", metavar="EMAIL")
-
-async def _serve(args: argparse.Namespace, settings: Settings, engine: AsyncEngine) -> int:
-    host = args.host or settings.listen_host
-    port = settings.listen_port if args.port is None else args.port
-    count = args.workers or settings.workers
-    notifier = Notifier.from_environment()  # taken out of the environment the workers get
-    watch = SchemaWatch(engine)
-    if settings.uses_embedded_database:
-        await migrate.upgrade(engine)  # a local file: no reason to start without it
-        watch.ready = True
-    if count > 1:
-        return await _supervise(args, settings, host, port, count, notifier, watch)
-    pipes = WorkerPipes(args.worker_pipes) if args.worker_pipes else None
-    server = SmtpServer(settings, session_factory(engine), ready=lambda: watch.ready)
-    if not watch.ready:
-        await watch.start()  # raises SchemaOutdated if the database answers with another
-    try:
-        await server.start(host, port, reuse_port=pipes is not None)
-    except OSError as exc:
-        await watch.stop()
-        raise CrmMailerError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    stop = asyncio.Event()
-    if pipes is not None:
-        pipes.report_ready()
-        pipes.on_supervisor_gone(stop)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    # SIGHUP reloads the TLS certificate and key (and must never end the daemon).
-    loop.add_signal_handler(signal.SIGHUP, server.reload_tls)
-    informing = start_informing(notifier, SERVING if watch.ready else DATABASE_DOWN,
-                                watch.answers)
-    await stop.wait()
-    log.info("smtp.shutdown_requested")
-    notifier.stopping()
-    await stop_informing(informing)
-    await watch.stop()
-    await server.stop()
-    return 0
-
-
-async def _supervise(args: argparse.Namespace, settings: Settings, host: str, port: int,
-                     count: int, notifier: Notifier, watch: SchemaWatch) -> int:
-    try:
-        reserved = reserve(host, port)
-    except OSError as exc:
-        raise CrmMailerError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    with reserved:
-        port = reserved.getsockname()[1]
-        log.info("smtp.supervising", host=host, port=port, workers=count)
-        supervisor = Supervisor(worker_command(args.config, host, port), count,
-                                grace=settings.shutdown_timeout)
-        informing: list[asyncio.Task[None] | None] = []
-
-        def ready() -> None:
-            informing.append(start_informing(notifier, f"{count} workers listening",
-                                             watch.answers))
-        try:
-            return await supervisor.run(on_ready=ready, on_stopping=notifier.stopping)
-        finally:
-            for task in informing:
-                await stop_informing(task)
-
 
 async def _db_upgrade(args: argparse.Namespace, settings: Settings, engine: AsyncEngine) -> int:
     await migrate.upgrade(engine)

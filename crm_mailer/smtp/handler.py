@@ -7,6 +7,7 @@ its text), so storage trouble becomes 451 and the relaying server retries.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +15,7 @@ import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from crm_mailer import ingest
+from crm_mailer import ingest, metrics
 from crm_mailer.errors import (
     MessageMalformed,
     MessageRefused,
@@ -76,6 +77,15 @@ class IngestHandler:
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
+        reply = await self._recipient(session, envelope, address)
+        metrics.record_reply("RCPT", reply)
+        if reply.startswith("250"):
+            envelope.rcpt_tos.append(address)
+            envelope.rcpt_options.extend(rcpt_options)
+        return reply
+
+    async def _recipient(self, session: Session, envelope: Envelope, address: str) -> str:
+        """The reply to RCPT TO:<address>."""
         if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
             return replies.S452_TOO_MANY_RECIPIENTS
         if not _printable(address):  # raw 8-bit or control bytes: no address of ours
@@ -90,6 +100,7 @@ class IngestHandler:
                 return replies.S451_NO_TENANT_YET
         except StorageUnavailable as exc:
             log.warning("rcpt.deferred", recipient=address, error=str(exc))
+            metrics.DATABASE_ERRORS.inc()
             return replies.S451_STORAGE
         except Exception:
             log.exception("rcpt.failed", recipient=address)
@@ -98,8 +109,6 @@ class IngestHandler:
             log.info("rcpt.rejected", recipient=address, peer=_peer(session),
                      sender=envelope.mail_from)
             return replies.S550_UNKNOWN_RECIPIENT
-        envelope.rcpt_tos.append(address)
-        envelope.rcpt_options.extend(rcpt_options)
         return replies.S250_RCPT_OK
 
     def _warn_empty_directory(self) -> None:
@@ -115,8 +124,12 @@ class IngestHandler:
         assert task is not None
         self.in_flight.add(task)
         self.idle.clear()
+        started = time.perf_counter()
         try:
-            return await self._deliver(envelope)
+            reply = await self._deliver(envelope)
+            metrics.PROCESSING.observe(time.perf_counter() - started)
+            metrics.record_reply("DATA", reply)
+            return reply
         finally:
             self.in_flight.discard(task)
             if not self.in_flight:
@@ -131,8 +144,10 @@ class IngestHandler:
                 self.sessions, raw=raw, envelope_sender=envelope.mail_from,
                 recipients=envelope.rcpt_tos, config=self.config)
         except StorageUnavailable:
+            metrics.DATABASE_ERRORS.inc()
             return replies.S451_STORAGE
         except MessageRefused as refused:
+            metrics.record_outcome("refused")
             log.info("message.refused", sender=envelope.mail_from, size=len(raw),
                      reason=str(refused))
             code = next(code for kind, code in _REFUSAL_CODES if isinstance(refused, kind))
@@ -142,6 +157,8 @@ class IngestHandler:
             # that failed. Defer, never bounce: the log carries the traceback.
             log.exception("data.failed", sender=envelope.mail_from, size=len(raw))
             return replies.S451_INTERNAL
+        for outcome in result.outcomes:
+            metrics.record_outcome(outcome.outcome.value)
         if not result.outcomes:
             return replies.S550_NO_VALID_RECIPIENT
         if not result.accepted:

@@ -23,6 +23,7 @@ import structlog
 from aiosmtpd.smtp import MISSING, SMTP, syntax
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from crm_mailer import metrics
 from crm_mailer.ingest import IngestConfig
 from crm_mailer.mail.proof import DnsTxt, registrable_domain
 from crm_mailer.settings import Settings
@@ -85,6 +86,7 @@ class CrmSMTP(SMTP):
             if isinstance(verdict, Lease):
                 self._lease = verdict
                 self._connections.add(self)
+                metrics.CONNECTIONS.inc()
             else:
                 self._refusal = verdict
         super().connection_made(transport)
@@ -100,6 +102,8 @@ class CrmSMTP(SMTP):
         """Give back the connection's place in the limits; safe to call more than once."""
         if self._lease is not None:
             self._lease.release()
+            self._lease = None  # counted once, however often this runs
+            metrics.CONNECTIONS.dec()
         self._connections.discard(self)
 
     async def _handle_client(self) -> None:

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import structlog
 
+from crm_mailer import metrics
+
 log = structlog.get_logger("crm_mailer.smtp")
 
 READY = b"ready\n"
@@ -131,6 +133,7 @@ class Supervisor:
             worker.quick_deaths = worker.quick_deaths + 1 if lived < QUICK_DEATH else 0
             log.warning("smtp.worker_died", worker=worker.number, pid=worker.process.pid,
                         exit_status=code, lived_seconds=round(lived, 1))
+            metrics.forget_process(worker.process.pid)
             while True:
                 await asyncio.sleep(min(MAX_PAUSE, 2.0 ** worker.quick_deaths - 1))
                 try:
