@@ -13,10 +13,14 @@ What is mutated and which tests run is [tool.mutmut] in pyproject.toml: mutmut c
 project into mutants/, runs tests/unit/matching, tests/integration and tests/acceptance
 once to learn which tests reach which function (bench/mutation_plugin.py adds what the
 CLI's child processes reach), then for each mutant runs only those tests, fastest first,
-stopping at the first failure. One throwaway PostgreSQL cluster (tests/pgcluster.py)
-serves the whole run through CRM_MAILER_TEST_DATABASE_URL, so every mutant also meets the
-PostgreSQL tests, the lock races of tests/integration/test_races.py among them; with
-CRM_MAILER_TEST_DATABASE_URL already set, that server is used instead. Everything runs
+stopping at the first failure. Before that, the screen (bench/mutation_screen.py) runs
+each unchecked mutant against the in-process SQLite tests among those, in one warm
+process: a mutant they catch is recorded as killed, and only the rest go to mutmut's
+full run, about a hundred times slower a mutant (--no-screen skips it). One throwaway
+PostgreSQL cluster (tests/pgcluster.py) serves the whole run through
+CRM_MAILER_TEST_DATABASE_URL, so every mutant also meets the PostgreSQL tests, the lock
+races of tests/integration/test_races.py among them; with CRM_MAILER_TEST_DATABASE_URL
+already set, that server is used instead. Everything runs
 under `nice` (the machine is shared).
 
 A run resumes where the last one stopped: mutants/ keeps each verdict, and only mutants of
@@ -53,6 +57,8 @@ from tests.pgcluster import PgCluster  # noqa: E402
 
 PACKAGES = ("crm_mailer.leads", "crm_mailer.matching", "crm_mailer.reconciliation")
 MUTANTS = ROOT / "mutants"
+SCREEN = ROOT / "bench" / "mutation_screen.py"
+NO_MUTANT = "crm_mailer.no_such_module.*"
 INSTALL = "install the extra first: .venv/bin/python -m pip install -e '.[mutation]'"
 
 # mutmut's exit codes of a mutant's test run, as the verdicts this report counts.
@@ -189,8 +195,9 @@ def report(found: dict[str, str], max_survival: float, review_file: Path) -> int
     return 0 if rate <= max_survival and not unreviewed and not unchecked else 1
 
 
-def run(mutants: Iterable[str], jobs: int) -> int:
-    """`mutmut run` against one throwaway PostgreSQL cluster, started unless one is given."""
+def run(mutants: Iterable[str], jobs: int, screen: bool) -> int:
+    """`mutmut run` against one throwaway PostgreSQL cluster, started unless one is given;
+    with `screen`, the fast tests see every unchecked mutant first (bench/mutation_screen.py)."""
     env = dict(os.environ)
     cluster = None
     if not env.get("CRM_MAILER_TEST_DATABASE_URL"):
@@ -198,9 +205,25 @@ def run(mutants: Iterable[str], jobs: int) -> int:
         cluster.start()
         env["CRM_MAILER_TEST_DATABASE_URL"] = cluster.url
         print(f"PostgreSQL for the whole run: {cluster.url}", flush=True)
+    mutmut = [*mutmut_command(), "run", "--max-children", str(jobs)]
     try:
-        return subprocess.run([*mutmut_command(), "run", "--max-children", str(jobs), *mutants],
-                              cwd=ROOT, env=env, check=False).returncode
+        if screen:
+            # Named after no mutant, mutmut generates the mutants, learns which tests reach
+            # which function (or loads what it learnt), then stops at its assertion that
+            # nothing matches: any other end is a real failure.
+            print("mutmut: generating mutants and learning which tests reach them "
+                  "(the first time about 20 minutes)", flush=True)
+            prepared = subprocess.run([*mutmut, NO_MUTANT], cwd=ROOT, env=env, check=False,
+                                      capture_output=True, text=True)
+            if "nothing matches" not in prepared.stdout + prepared.stderr:
+                print(prepared.stdout[-5000:], prepared.stderr[-5000:], file=sys.stderr)
+                return prepared.returncode or 1
+            code = subprocess.run([sys.executable, str(SCREEN), str(MUTANTS),
+                                   "--jobs", str(jobs)], cwd=ROOT, env=env,
+                                  check=False).returncode
+            if code:
+                return code
+        return subprocess.run([*mutmut, *mutants], cwd=ROOT, env=env, check=False).returncode
     finally:
         if cluster is not None:
             cluster.destroy()
@@ -216,6 +239,9 @@ def main() -> int:
     parser.add_argument("--nice", type=int, default=10,
                         help="niceness of the run and its PostgreSQL (default 10)")
     parser.add_argument("--fresh", action="store_true", help="delete mutants/ and start over")
+    parser.add_argument("--no-screen", action="store_true",
+                        help="leave every mutant to mutmut's full run, without the screen "
+                             "of the fast tests first")
     parser.add_argument("--sample", metavar="DIGITS", default="",
                         help="only the mutants whose number ends in one of these digits")
     parser.add_argument("--report", action="store_true",
@@ -235,7 +261,8 @@ def main() -> int:
         if args.fresh:
             shutil.rmtree(MUTANTS, ignore_errors=True)
         sample = [f"*__mutmut_*{digit}" for digit in sorted(set(args.sample))]
-        code = run([*args.mutants, *sample], args.jobs)
+        named = [*args.mutants, *sample]
+        code = run(named, args.jobs, screen=not (args.no_screen or named))
         if code:
             print(f"mutmut run exited with {code}; the score so far:", file=sys.stderr)
     return report(results(), args.max_survival, args.review.resolve()) or code
