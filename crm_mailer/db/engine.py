@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -66,13 +66,24 @@ def create_engine(url: str, *, create_directory: bool = False, **kwargs: Any) ->
         engine = create_async_engine(url, **kwargs)
         _configure_sqlite(engine)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
     kwargs.setdefault("pool_timeout", 10)
     # A dead server must surface as an error the SMTP edge turns into 451, not as a hang.
     kwargs.setdefault("connect_args", {"timeout": 5, "command_timeout": 30})
-    return create_async_engine(url, **kwargs)
+    engine = create_async_engine(url, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        event.listen(engine.sync_engine.pool, "checkout", _discard_closed)
+    return engine
+
+
+def _discard_closed(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """Hand out no pooled connection the server has closed (a restart, a terminated
+    backend): the pool then opens a new one. asyncpg notices the close while the connection
+    sits idle, so this costs no round trip, where pool_pre_ping costs one per transaction;
+    a connection cut without a close fails its first statement instead (451, retried)."""
+    if record.driver_connection.is_closed():
+        raise exc.DisconnectionError("the server closed this pooled connection")
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

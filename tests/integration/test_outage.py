@@ -81,3 +81,23 @@ async def test_stopped_database_gets_451_and_the_retry_is_stored_once(
         assert entry["message_id"] == "outage@xyz.de" and entry["lead"] == 11111
     finally:
         await server.stop(grace=5)
+
+
+async def test_a_restart_between_messages_costs_no_451(
+        cluster: PgCluster, pg_engine: AsyncEngine, settings: Settings) -> None:
+    """The pool's idle connections die with the restart; the next message gets fresh ones
+    (crm_mailer.db.engine checks each connection handed out) instead of a 451."""
+    sessions = session_factory(pg_engine)
+    server = SmtpServer(settings, sessions)
+    host, port = await server.start()
+    smtp = SmtpClient(host, port)
+    try:
+        assert (await smtp.send(factories.mail(message_id="<before@xyz.de>"))).code == 250
+        await asyncio.to_thread(cluster.stop, "fast")  # backends closed as on a restart
+        await asyncio.to_thread(cluster.start)
+        await asyncio.sleep(0.2)  # the loop sees the closed sockets
+        assert (await smtp.send(factories.mail(message_id="<after@xyz.de>"))).code == 250
+        assert sorted(e["message_id"] for e in await history(sessions)) == [
+            "after@xyz.de", "before@xyz.de"]
+    finally:
+        await server.stop(grace=5)
