@@ -8,10 +8,26 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, bindparam, false, func, insert, literal, or_, select, union_all
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    cast,
+    false,
+    func,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.selectable import CompoundSelect
 
 from crm_mailer.db.models import (
     Company,
@@ -77,27 +93,38 @@ _TENANTS_FOR_HOSTS = (
     .join(Tenant, Tenant.id == TenantHost.tenant_id)
     .where(TenantHost.host.in_(_VALUES))
 )
-_OWN_DOMAINS = (
-    select(literal("host"), TenantHost.host).where(TenantHost.tenant_id == _TENANT)
-    .union_all(select(literal("sender"), SenderDomain.domain)
-               .where(SenderDomain.tenant_id == _TENANT))
+# What matching needs first, in one round trip: the tenant's own hosts and sender domains,
+# the contacts with the message's addresses, the companies with its domains, and the
+# leads and projects with its subject numbers. One row shape for all of them:
+# (kind, id, text, number, company id, company key).
+_NO_TEXT = cast(null(), String)
+_NO_ID = cast(null(), Integer)
+_NO_NUMBER = cast(null(), BigInteger)
+_EMAILS: BindParameter[Any] = bindparam("emails", expanding=True)
+_DOMAINS: BindParameter[Any] = bindparam("domains", expanding=True)
+_NUMBERS: BindParameter[Any] = bindparam("numbers", expanding=True)
+# Which columns are set depends on the kind: Any, checked by kind when read.
+_FACTS: CompoundSelect[str, Any, Any, Any, Any, Any] = (
+    union_all(
+        select(literal("host"), _NO_ID, TenantHost.host, _NO_NUMBER, _NO_ID, _NO_TEXT)
+        .where(TenantHost.tenant_id == _TENANT),
+        select(literal("sender"), _NO_ID, SenderDomain.domain, _NO_NUMBER, _NO_ID, _NO_TEXT)
+        .where(SenderDomain.tenant_id == _TENANT),
+        select(literal("contact"), Contact.id, Contact.email, _NO_NUMBER, Contact.company_id,
+               Company.key)
+        .outerjoin(Company, Company.id == Contact.company_id)
+        .where(Contact.tenant_id == _TENANT, Contact.email.in_(_EMAILS)),
+        select(literal("domain"), _NO_ID, CompanyDomain.domain, _NO_NUMBER, Company.id,
+               Company.key)
+        .join(Company, Company.id == CompanyDomain.company_id)
+        .where(CompanyDomain.tenant_id == _TENANT, CompanyDomain.domain.in_(_DOMAINS)),
+        *(select(literal(kind.value), model.id, _NO_TEXT, model.number, model.company_id,
+                 Company.key)
+          .outerjoin(Company, Company.id == model.company_id)
+          .where(model.tenant_id == _TENANT, model.number.in_(_NUMBERS))
+          for kind, model in ((RecordKind.LEAD, Lead), (RecordKind.PROJECT, Project))),
+    )
 )
-_CONTACTS = (
-    select(Contact.id, Contact.email, Contact.company_id, Company.key)
-    .outerjoin(Company, Company.id == Contact.company_id)
-    .where(Contact.tenant_id == _TENANT, Contact.email.in_(_VALUES))
-)
-_COMPANY_DOMAINS = (
-    select(CompanyDomain.domain, Company.id, Company.key)
-    .join(Company, Company.id == CompanyDomain.company_id)
-    .where(CompanyDomain.tenant_id == _TENANT, CompanyDomain.domain.in_(_VALUES))
-)
-_RECORDS = union_all(*(
-    select(literal(kind.value), model.id, model.number, model.company_id, Company.key)
-    .outerjoin(Company, Company.id == model.company_id)
-    .where(model.tenant_id == _TENANT, model.number.in_(_VALUES))
-    for kind, model in ((RecordKind.LEAD, Lead), (RecordKind.PROJECT, Project))
-))
 # Open leads and active projects (every project but the sales project), with their names:
 # what a subject can name and what a company's single open lead is.
 _OPEN_RECORDS = union_all(
@@ -162,7 +189,8 @@ async def tenant_by_slug(session: AsyncSession, slug: str) -> Tenant | None:
 
 
 async def load_facts(session: AsyncSession, tenant: TenantRef, match: MatchInput) -> TenantFacts:
-    """Load what matching may need for this message, for this tenant only (four queries)."""
+    """Load what matching may need for this message, for this tenant only: one
+    statement, and two more only when no subject number found a record."""
     message = match.message
     connection = await session.connection()  # Core round trips: no ORM layer needed here
     original = message.forwarded  # a forward's original may name the customer (rule 9)
@@ -180,31 +208,35 @@ async def load_facts(session: AsyncSession, tenant: TenantRef, match: MatchInput
 
     hosts: set[str] = set()
     sender_domains: set[str] = set()
-    for kind, domain in await connection.execute(_OWN_DOMAINS, {"tenant_id": tenant.id}):
-        (hosts if kind == "host" else sender_domains).add(domain)
-
     contacts: dict[str, ContactRef] = {}
-    for chunk in _chunks(addresses):
-        for contact_id, email, company_id, key in await connection.execute(
-                _CONTACTS, {"tenant_id": tenant.id, "values": list(chunk)}):
-            contacts[email] = ContactRef(contact_id, email, company_id)
-            company(company_id, key)
-
     company_domains: dict[str, CompanyRef] = {}
-    for chunk in _chunks(domains):
-        for domain, company_id, key in await connection.execute(
-                _COMPANY_DOMAINS, {"tenant_id": tenant.id, "values": list(chunk)}):
-            company(company_id, key)
-            company_domains[domain] = companies[company_id]
-
     records: dict[RecordKind, dict[int, RecordRef]] = {RecordKind.LEAD: {},
                                                        RecordKind.PROJECT: {}}
-    for number_chunk in _chunks(match.numbers):
-        for kind_name, record_id, number, company_id, key in await connection.execute(
-                _RECORDS, {"tenant_id": tenant.id, "values": list(number_chunk)}):
-            kind = RecordKind(kind_name)
-            records[kind][number] = RecordRef(kind, record_id, number, company_id)
-            company(company_id, key)
+    # One statement for all of it; more only for more values than one statement binds.
+    email_chunks, domain_chunks = list(_chunks(addresses)), list(_chunks(domains))
+    number_chunks = list(_chunks(match.numbers))
+    for index in range(max(len(email_chunks), len(domain_chunks), len(number_chunks), 1)):
+        rows = await connection.execute(_FACTS, {
+            "tenant_id": tenant.id,
+            "emails": list(email_chunks[index]) if index < len(email_chunks) else [],
+            "domains": list(domain_chunks[index]) if index < len(domain_chunks) else [],
+            "numbers": list(number_chunks[index]) if index < len(number_chunks) else []})
+        for kind, row_id, text, number, company_id, key in rows:
+            if kind == "host":
+                hosts.add(text)
+            elif kind == "sender":
+                sender_domains.add(text)
+            elif kind == "contact":
+                contacts[text] = ContactRef(row_id, text, company_id)
+                company(company_id, key)
+            elif kind == "domain":
+                company(company_id, key)
+                company_domains[text] = companies[company_id]
+            else:
+                record_kind = RecordKind(kind)
+                records[record_kind][number] = RecordRef(record_kind, row_id, number,
+                                                         company_id)
+                company(company_id, key)
 
     # The thread, name and single-lead steps only look when no subject number found a
     # record: only then (not on the common path of a number) are their facts loaded.
