@@ -50,7 +50,9 @@ def sender_domain(tenant: int) -> str:
 
 
 def company_domain(tenant: int, company: int) -> str:
-    return f"c{company}.t{tenant}.example"
+    # A registrable domain of its own: a subdomain of the tenant's sender domain
+    # (c1.t0.example) would be the tenant's own, and its contacts never counterparts.
+    return f"c{company}-t{tenant}.example"
 
 
 def contact_email(tenant: int, company: int, contact: int) -> str:
