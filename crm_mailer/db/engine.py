@@ -121,9 +121,16 @@ def _bind(sessions: async_sessionmaker[AsyncSession]) -> Engine | None:
 
 @contextlib.asynccontextmanager
 async def reading(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    """A session for reads only: on SQLite it takes no write lock."""
+    """A session for reads only: on SQLite it takes no write lock; on PostgreSQL it runs
+    without BEGIN and ROLLBACK (two round trips less). Under PostgreSQL's READ COMMITTED
+    every statement sees its own snapshot inside a transaction too, so reads see nothing
+    different."""
+    options: dict[str, Any] = {_READ_ONLY_OPTION: True}
+    engine = _bind(sessions)
+    if engine is not None and engine.dialect.name == "postgresql":
+        options["isolation_level"] = "AUTOCOMMIT"
     async with sessions() as session:
-        await session.connection(execution_options={_READ_ONLY_OPTION: True})
+        await session.connection(execution_options=options)
         yield session
 
 
