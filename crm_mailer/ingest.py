@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
@@ -185,8 +185,14 @@ async def _off_loop(function: Callable[[], T], budget: float) -> T:
 
 async def ingest(sessions: async_sessionmaker[AsyncSession], *, raw: bytes,
                  envelope_sender: str | None, recipients: Sequence[str],
-                 config: IngestConfig = IngestConfig()) -> IngestResult:
+                 config: IngestConfig = IngestConfig(),
+                 known_tenants: Mapping[str, repositories.TenantRef] | None = None,
+                 ) -> IngestResult:
     """Read, match and store one message for every tenant it was addressed to.
+
+    `known_tenants`: the tenant of each recipient as RCPT found it moments ago, which
+    spares the sender check a lookup; the store looks the tenants up again, in its own
+    transaction.
 
     Returns only after the transaction committed. Raises StorageUnavailable when the
     database failed (nothing stored; retry) and MessageRefused for input past a limit or
@@ -205,7 +211,7 @@ async def ingest(sessions: async_sessionmaker[AsyncSession], *, raw: bytes,
         block = head.block
         sender = normalize_address(envelope_sender or "") or None
         checked = await _sender_check(sessions, raw, block, head.claim, sender, recipients,
-                                      config)
+                                      config, known_tenants or {})
         if checked.refusal is not None:
             if head.machine is None:
                 raise checked.refusal
@@ -295,7 +301,8 @@ async def match_for_tenant(session: AsyncSession, tenant: repositories.TenantRef
 
 async def _sender_check(sessions: async_sessionmaker[AsyncSession], raw: bytes,
                         block: HeaderBlock, claim: str | None, envelope_sender: str | None,
-                        recipients: Sequence[str], config: IngestConfig) -> SenderCheck:
+                        recipients: Sequence[str], config: IngestConfig,
+                        known: Mapping[str, repositories.TenantRef]) -> SenderCheck:
     """Tell an unknown or unproven sender before the message is parsed (the heavy part).
 
     The sender step runs again, authoritatively, in the transaction that stores.
@@ -305,8 +312,11 @@ async def _sender_check(sessions: async_sessionmaker[AsyncSession], raw: bytes,
                             from_address=claim, to=(), cc=(), sent_at=None, body="")
     lite = MatchInput(claimed, envelope_sender, ())
     async with reading(sessions) as session:
-        tenants = list(dict.fromkeys(
-            (await repositories.tenants_for_hosts(session, hosts.values())).values()))
+        if hosts and all(recipient in known for recipient in hosts):
+            tenants = list(dict.fromkeys(known[recipient] for recipient in hosts))
+        else:
+            tenants = list(dict.fromkeys(
+                (await repositories.tenants_for_hosts(session, hosts.values())).values()))
         facts = [await repositories.load_facts(session, tenant, lite) for tenant in tenants]
     verdicts = await proof_verdicts(raw, block, claim, envelope_sender,
                                     (t.sender_policy for t in tenants), config)

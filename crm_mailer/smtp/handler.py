@@ -16,6 +16,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm_mailer import ingest, metrics
+from crm_mailer.db.repositories import TenantRef
 from crm_mailer.errors import (
     MessageMalformed,
     MessageRefused,
@@ -38,6 +39,15 @@ _REFUSAL_CODES: tuple[tuple[type[MessageRefused], str], ...] = (
     (SenderNotAuthorized, "550 5.7.1"),
     (MessageRefused, "554 5.6.0"),
 )
+
+
+class TenantEnvelope(Envelope):
+    """An envelope that keeps each accepted recipient's tenant as RCPT found it, so that
+    DATA need not look it up again before the store does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tenants: dict[str, TenantRef] = {}
 
 
 class IngestHandler:
@@ -77,39 +87,42 @@ class IngestHandler:
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
-        reply = await self._recipient(session, envelope, address)
+        reply, tenant = await self._recipient(session, envelope, address)
         metrics.record_reply("RCPT", reply)
-        if reply.startswith("250"):
+        if tenant is not None:
             envelope.rcpt_tos.append(address)
             envelope.rcpt_options.extend(rcpt_options)
+            if isinstance(envelope, TenantEnvelope):
+                envelope.tenants[address] = tenant
         return reply
 
-    async def _recipient(self, session: Session, envelope: Envelope, address: str) -> str:
-        """The reply to RCPT TO:<address>."""
+    async def _recipient(self, session: Session, envelope: Envelope,
+                         address: str) -> tuple[str, TenantRef | None]:
+        """The reply to RCPT TO:<address>, and its tenant when it is accepted."""
         if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
-            return replies.S452_TOO_MANY_RECIPIENTS
+            return replies.S452_TOO_MANY_RECIPIENTS, None
         if not _printable(address):  # raw 8-bit or control bytes: no address of ours
-            return replies.S501_BAD_RECIPIENT
+            return replies.S501_BAD_RECIPIENT, None
         if not self.ready():
             log.info("rcpt.deferred", recipient=address, error="database not ready")
-            return replies.S451_STORAGE
+            return replies.S451_STORAGE, None
         try:
             tenant = await ingest.tenant_for_recipient(self.sessions, address, self.local_part)
             if tenant is None and await ingest.directory_is_empty(self.sessions):
                 self._warn_empty_directory()
-                return replies.S451_NO_TENANT_YET
+                return replies.S451_NO_TENANT_YET, None
         except StorageUnavailable as exc:
             log.warning("rcpt.deferred", recipient=address, error=str(exc))
             metrics.DATABASE_ERRORS.inc()
-            return replies.S451_STORAGE
+            return replies.S451_STORAGE, None
         except Exception:
             log.exception("rcpt.failed", recipient=address)
-            return replies.S451_INTERNAL
+            return replies.S451_INTERNAL, None
         if tenant is None:
             log.info("rcpt.rejected", recipient=address, peer=_peer(session),
                      sender=envelope.mail_from)
-            return replies.S550_UNKNOWN_RECIPIENT
-        return replies.S250_RCPT_OK
+            return replies.S550_UNKNOWN_RECIPIENT, None
+        return replies.S250_RCPT_OK, tenant
 
     def _warn_empty_directory(self) -> None:
         """A directory with no tenant is a set-up fault: keep the mail coming back, say so."""
@@ -142,7 +155,8 @@ class IngestHandler:
         try:
             result = await ingest.ingest(
                 self.sessions, raw=raw, envelope_sender=envelope.mail_from,
-                recipients=envelope.rcpt_tos, config=self.config)
+                recipients=envelope.rcpt_tos, config=self.config,
+                known_tenants=envelope.tenants if isinstance(envelope, TenantEnvelope) else None)
         except StorageUnavailable:
             metrics.DATABASE_ERRORS.inc()
             return replies.S451_STORAGE

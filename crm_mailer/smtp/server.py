@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
-from aiosmtpd.smtp import MISSING, SMTP, syntax
+from aiosmtpd.smtp import MISSING, SMTP, Envelope, syntax
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm_mailer import metrics
@@ -30,7 +30,7 @@ from crm_mailer.settings import Settings
 from crm_mailer.smtp import replies
 from crm_mailer.smtp.access import Admission, Lease, MessageSlots, Refusal, client_address
 from crm_mailer.smtp.data import Overflow, read_message
-from crm_mailer.smtp.handler import IngestHandler
+from crm_mailer.smtp.handler import IngestHandler, TenantEnvelope
 from crm_mailer.smtp.tls import ServerCertificate
 
 log = structlog.get_logger("crm_mailer.smtp")
@@ -78,6 +78,9 @@ class CrmSMTP(SMTP):
         return client_address(self.session.peer if self.session else None)
 
     # --- the connection: admitted or refused at connect, counted until it is gone ----------
+
+    def _create_envelope(self) -> Envelope:
+        return TenantEnvelope()  # RCPT's tenants go on to DATA
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         tcp = self._original_transport is None  # not the switch to TLS after STARTTLS
