@@ -18,7 +18,7 @@ from crm_mailer.db import migrate
 from crm_mailer.db.engine import create_engine
 from crm_mailer.db.failures import DATABASE_ERRORS
 from crm_mailer.errors import ConfigError, SchemaOutdated
-from crm_mailer.settings import CONFIG_ENV, Settings, load_settings
+from crm_mailer.settings import CONFIG_ENV, Settings, load_settings, parse_listen
 from crm_mailer.smtp.tls import server_context
 
 _FAILURES: tuple[type[BaseException], ...] = (TimeoutError, *DATABASE_ERRORS)
@@ -36,7 +36,7 @@ class Check:
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     text = ("check the configuration, the database and its schema, the TLS files and the "
-            "listen address; exit 1 if anything is wrong")
+            "listen addresses (SMTP, metrics); exit 1 if anything is wrong")
     commands.add_parser("check-config", help=text, description=text[0].upper() + text[1:]
                         + ". Changes nothing.")
 
@@ -55,7 +55,7 @@ def run(config: str | None) -> int:
     database = [Check("database", True, f"{url} (embedded; created on first start)")] \
         if fresh else asyncio.run(_database(url))
     checks = [Check("configuration", True, source), *database, _tls(settings),
-              _listen(settings)]
+              _listen(settings), _metrics(settings)]
     for check in checks:
         print(check)
     return 0 if all(check.ok for check in checks) else 1
@@ -99,14 +99,26 @@ def _tls(settings: Settings) -> Check:
 
 
 def _listen(settings: Settings) -> Check:
+    return _address("listen", settings.listen_host, settings.listen_port)
+
+
+def _metrics(settings: Settings) -> Check:
+    if not settings.metrics_listen:
+        return Check("metrics", True, "off (no metrics_listen)")
+    host, port = parse_listen(settings.metrics_listen)  # checked when the config loaded
+    if (host, port) == (settings.listen_host, settings.listen_port):
+        return Check("metrics", False, f"{host}:{port} is the SMTP listen address")
+    return _address("metrics", host, port)
+
+
+def _address(name: str, host: str, port: int) -> Check:
     """The host must be an address of this machine; the port is not bound (the running
     service may hold it), only checked for a privilege it needs."""
-    host, port = settings.listen_host, settings.listen_port
     try:
         infos = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)
         with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
             probe.bind((infos[0][4][0], 0))
     except OSError as exc:
-        return Check("listen", False, f"{host}: not an address of this machine ({exc})")
+        return Check(name, False, f"{host}: not an address of this machine ({exc})")
     note = " (below 1024: needs root or CAP_NET_BIND_SERVICE)" if 0 < port < 1024 else ""
-    return Check("listen", True, f"{host}:{port}{note}")
+    return Check(name, True, f"{host}:{port}{note}")

@@ -26,9 +26,10 @@ def checks(env: dict[str, str]) -> tuple[int, dict[str, str]]:
 def test_the_embedded_default_passes(tmp_path: Path) -> None:
     code, found = checks(cli_env(tmp_path))
     assert code == 0
-    assert list(found) == ["configuration", "database", "tls", "listen"]
+    assert list(found) == ["configuration", "database", "tls", "listen", "metrics"]
     assert found["database"].endswith("(embedded; created on first start)")
     assert found["listen"] == "ok 127.0.0.1:2525"
+    assert found["metrics"] == "ok off (no metrics_listen)"
 
 
 @pytest.mark.postgres
@@ -55,6 +56,7 @@ def test_each_broken_part_is_its_own_failed_line(tmp_path: Path) -> None:
     cert = make_certificate(tmp_path, "live")
     env = cli_env(tmp_path, CRM_MAILER_DATABASE_URL=f"postgresql://x@127.0.0.1:{free_port()}/db",
                   CRM_MAILER_LISTEN_HOST="192.0.2.1",  # TEST-NET-1: never this machine's
+                  CRM_MAILER_METRICS_LISTEN="198.51.100.7:9125",  # TEST-NET-2
                   CRM_MAILER_TLS_CERT_FILE=str(cert.cert),
                   CRM_MAILER_TLS_KEY_FILE=str(tmp_path / "missing.key"))
     code, found = checks(env)
@@ -63,6 +65,15 @@ def test_each_broken_part_is_its_own_failed_line(tmp_path: Path) -> None:
     assert found["database"].startswith("FAILED ") and "Connect" in found["database"]
     assert found["tls"].startswith(f"FAILED {cert.cert}: ") and "No such file" in found["tls"]
     assert found["listen"].startswith("FAILED 192.0.2.1: not an address of this machine")
+    assert found["metrics"].startswith("FAILED 198.51.100.7: not an address of this machine")
+
+
+def test_metrics_on_the_smtp_address_fails(tmp_path: Path) -> None:
+    code, found = checks(cli_env(tmp_path, CRM_MAILER_METRICS_LISTEN="127.0.0.1:2525"))
+    assert code == 1
+    assert found["metrics"] == "FAILED 127.0.0.1:2525 is the SMTP listen address"
+    code, found = checks(cli_env(tmp_path, CRM_MAILER_METRICS_LISTEN="127.0.0.1:9125"))
+    assert code == 0 and found["metrics"] == "ok 127.0.0.1:9125"
 
 
 def test_a_broken_configuration_is_a_failed_check(tmp_path: Path) -> None:
