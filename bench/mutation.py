@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import hashlib
 import json
 import os
 import shutil
@@ -134,25 +135,61 @@ def diff(name: str) -> str:
     return shown.stdout.strip() or shown.stderr.strip()
 
 
-def load_review(path: Path) -> dict[str, tuple[str, str]]:
-    """Mutant name -> (verdict, why) from the review file: one line per survivor that a
-    person looked at, `name<TAB>verdict<TAB>why`, the verdict one of REVIEW_VERDICTS."""
-    review: dict[str, tuple[str, str]] = {}
+def fingerprint(shown: str) -> str:
+    """What a mutant changes, in twelve hex digits: the hash of its diff's changed lines.
+    A function that changes renumbers its mutants, so a review names a mutant by its name
+    and this: when the edit behind the name is another one, the review no longer holds."""
+    changed = [line.strip() for line in shown.splitlines()
+               if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    return hashlib.sha1("\n".join(changed).encode()).hexdigest()[:12]
+
+
+def load_review(path: Path) -> dict[str, tuple[str, str, str]]:
+    """Mutant name -> (verdict, why, fingerprint) from the review file: one line per
+    survivor that a person looked at, `name<TAB>verdict<TAB>why[<TAB>fingerprint]`, the
+    verdict one of REVIEW_VERDICTS."""
+    review: dict[str, tuple[str, str, str]] = {}
     if not path.exists():
         return review
     for number, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip() or line.startswith("#"):
             continue
-        name, verdict_, why = [*line.split("\t", 2), "", ""][:3]
+        name, verdict_, why, mark = [*line.split("\t", 3), "", "", ""][:4]
         if verdict_ not in REVIEW_VERDICTS:
             raise SystemExit(f"{path}:{number}: verdict must be one of "
                              f"{', '.join(REVIEW_VERDICTS)}, not {verdict_!r}")
-        review[name] = (verdict_, why)
+        review[name] = (verdict_, why, mark)
     return review
 
 
+def still_holding(review: dict[str, tuple[str, str, str]],
+                  names: Iterable[str]) -> tuple[dict[str, tuple[str, str, str]], list[str]]:
+    """The review without the entries of `names` whose mutant is now another edit than the
+    one reviewed, and those names."""
+    kept, changed = dict(review), []
+    for name in names:
+        mark = review.get(name, ("", "", ""))[2]
+        if mark and mark != fingerprint(diff(name)):
+            del kept[name]
+            changed.append(name)
+    return kept, changed
+
+
+def add_fingerprints(path: Path, names: set[str]) -> int:
+    """Write the current fingerprint into the review lines of `names` that have none."""
+    lines, added = path.read_text().splitlines(), 0
+    for index, line in enumerate(lines):
+        fields = line.split("\t")
+        if line.startswith("#") or len(fields) != 3 or fields[0] not in names:
+            continue
+        lines[index] = "\t".join([*fields, fingerprint(diff(fields[0]))])
+        added += 1
+    path.write_text("\n".join(lines) + "\n")
+    return added
+
+
 def after_review(found: dict[str, str],
-                 review: dict[str, tuple[str, str]]) -> dict[str, str]:
+                 review: dict[str, tuple[str, str, str]]) -> dict[str, str]:
     """The verdicts with the review applied: a survivor a later test kills counts as
     killed; one whose code changed since (gone) no longer counts; a harmless one survives."""
     applied: dict[str, str] = {}
@@ -171,7 +208,8 @@ def report(found: dict[str, str], max_survival: float, review_file: Path) -> int
     text, rate = table(found)
     print("\nAs measured:\n")
     print(text)
-    review = load_review(review_file)
+    review, changed = still_holding(
+        load_review(review_file), (n for n, result in found.items() if result in SURVIVING))
     applied = after_review(found, review)
     text, rate = table(applied)
     print(f"\nAfter the review in {review_file.relative_to(ROOT)} (survivors a later test "
@@ -184,6 +222,14 @@ def report(found: dict[str, str], max_survival: float, review_file: Path) -> int
         print(f"\n{len(harmless)} harmless survivor(s):")
         for name in harmless:
             print(f"- {name}: {review[name][1]}")
+    unmarked = [n for n in harmless if not review[n][2]]
+    if unmarked:
+        print(f"\n{len(unmarked)} harmless survivor(s) reviewed without a fingerprint: check "
+              "that each reason still fits its diff (`mutmut show NAME`), then run "
+              "--fingerprint")
+    if changed:
+        print(f"\n{len(changed)} survivor(s) whose review was of another edit (their "
+              f"function changed since): {', '.join(changed)}")
     if unreviewed:
         print(f"\n{len(unreviewed)} survivor(s) not reviewed yet:")
     for name in unreviewed:
@@ -251,7 +297,16 @@ def main() -> int:
                              "(default 5), or with survivors not reviewed yet")
     parser.add_argument("--review", type=Path, default=REVIEW,
                         help="the review of survivors (default bench/mutation_review.tsv)")
+    parser.add_argument("--fingerprint", action="store_true",
+                        help="after checking the reviewed survivors' reasons against their "
+                             "diffs: record what each mutant changes in the review file, so "
+                             "that a later renumbering cannot carry a review to another edit")
     args = parser.parse_args()
+    if args.fingerprint:
+        surviving = {n for n, result in results().items() if result in SURVIVING}
+        added = add_fingerprints(args.review.resolve(), surviving)
+        print(f"fingerprinted {added} review line(s)")
+        return 0
 
     if not set(args.sample) <= set("0123456789"):
         parser.error("--sample takes digits, e.g. 37")
