@@ -266,6 +266,15 @@ async def smtp(sessions: async_sessionmaker[AsyncSession],
     await server.stop(grace=5)
 
 
+@pytest.fixture
+def cluster() -> Iterator[PgCluster]:
+    """A PostgreSQL cluster of the test's own, which it may stop and start (outages)."""
+    cluster = PgCluster()
+    cluster.start()
+    yield cluster
+    cluster.destroy()
+
+
 # --- CI guard: PostgreSQL tests must run -----------------------------------------------------
 
 _postgres_collected: list[str] = []

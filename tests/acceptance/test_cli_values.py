@@ -45,14 +45,6 @@ def test_a_value_that_cannot_be_right_is_a_usage_error(
     assert "Traceback" not in result.stderr
 
 
-@pytest.fixture
-def env(cli: dict[str, str], tmp_path: Path) -> dict[str, str]:
-    directory = tmp_path / "directory.json"
-    directory.write_text(factories.dumps(factories.directory()))
-    assert crm_mailer(cli, "import", str(directory)).returncode == 0
-    return cli
-
-
 def test_an_id_or_number_no_record_can_have_is_not_found(env: dict[str, str]) -> None:
     assert fails(env, "pending", "show", BEYOND_INTEGER) \
         == f"crm-mailer: no pending mail {BEYOND_INTEGER} in tenant 'xyz'"

@@ -17,14 +17,6 @@ from tests.acceptance.test_cli import ROOT, crm_mailer
 from tests.acceptance.test_leads_cli import ok
 
 
-@pytest.fixture
-def env(cli: dict[str, str], tmp_path: Path) -> dict[str, str]:
-    directory = tmp_path / "directory.json"
-    directory.write_text(factories.dumps(factories.directory()))
-    assert crm_mailer(cli, "import", str(directory)).returncode == 0
-    return cli
-
-
 def lf(raw: bytes) -> bytes:
     """As mail files keep it: LF line ends."""
     return raw.replace(b"\r\n", b"\n")

@@ -8,10 +8,8 @@ import smtplib
 from email.message import EmailMessage
 from pathlib import Path
 
-import pytest
-
 from tests import factories
-from tests.acceptance.test_cli import crm_mailer, serving
+from tests.acceptance.test_cli import serving
 from tests.acceptance.test_leads_cli import fails, ok
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 40 + b"\n%%EOF\n"  # binary, past the tree's cut
@@ -29,14 +27,6 @@ def with_attachments(subject: str) -> bytes:
                            filename="Angebot Müller.pdf")
     message.add_attachment(NOTES, maintype="text", subtype="plain", filename="notes.txt")
     return message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
-
-
-@pytest.fixture
-def env(cli: dict[str, str], tmp_path: Path) -> dict[str, str]:
-    directory = tmp_path / "directory.json"
-    directory.write_text(factories.dumps(factories.directory()))
-    assert crm_mailer(cli, "import", str(directory)).returncode == 0
-    return cli
 
 
 def raw_output(env: dict[str, str], *args: str) -> bytes:

@@ -33,14 +33,6 @@ CRM = "crm@xyz.hq.example"
 
 
 @pytest.fixture
-def cluster() -> Iterator[PgCluster]:
-    cluster = PgCluster()
-    cluster.start()
-    yield cluster
-    cluster.destroy()
-
-
-@pytest.fixture
 def served(cluster: PgCluster, tmp_path: Path) -> Iterator[tuple[dict[str, str], int]]:
     env = cli_env(tmp_path, CRM_MAILER_DATABASE_URL=cluster.url)
     assert crm_mailer(env, "db", "upgrade").returncode == 0

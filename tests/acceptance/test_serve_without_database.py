@@ -12,7 +12,6 @@ import smtplib
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +25,6 @@ from tests.acceptance.test_cli import ROOT, cli_env, crm_mailer, wait_for_port
 from tests.pgcluster import PgCluster, free_port
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def cluster() -> Iterator[PgCluster]:
-    cluster = PgCluster()
-    cluster.start()
-    yield cluster
-    cluster.destroy()
 
 
 def rcpt(port: int) -> tuple[int, bytes]:

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -47,7 +47,8 @@ def until(condition: object, seconds: float = 30) -> None:
 
 
 def send(port: int, message_id: str) -> int | str:
-    """One message on a new connection: the reply code to DATA, or what went wrong."""
+    """One message on a new connection: the reply code to DATA (or to the command that
+    refused it), or what went wrong."""
     mail = factories.mail(message_id=f"<{message_id}>")
     try:
         with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
@@ -55,8 +56,42 @@ def send(port: int, message_id: str) -> int | str:
         return 250
     except smtplib.SMTPResponseException as exc:
         return exc.smtp_code
+    except smtplib.SMTPRecipientsRefused as exc:
+        [(code, _)] = exc.recipients.values()
+        return code
     except (OSError, smtplib.SMTPException) as exc:
         return type(exc).__name__
+
+
+def load(port: int, count: int, prefix: str, *, after: int,
+         interrupt: Callable[[], None]) -> dict[str, int | str]:
+    """`count` messages on eight sessions, `interrupt` called once `after` of them were
+    answered: each Message-ID with its outcome (see `send`)."""
+    sent = threading.Semaphore(0)
+
+    def one(index: int) -> tuple[str, int | str]:
+        message_id = f"{prefix}-{index}@xyz.de"
+        try:
+            return message_id, send(port, message_id)
+        finally:
+            sent.release()
+
+    with ThreadPoolExecutor(8) as pool:
+        results = pool.map(one, range(count))
+        for _ in range(after):
+            sent.acquire()
+        interrupt()
+        return dict(results)
+
+
+def stored_once(env: dict[str, str]) -> set[str]:
+    """The Message-IDs tenant xyz has stored; fails if one is stored twice."""
+    listed = crm_mailer(env, "messages", "list", "--tenant", "xyz", "--format", "json",
+                        "--limit", "1000")
+    assert listed.returncode == 0, listed.stderr
+    stored = [json.loads(line)["message_id"] for line in listed.stdout.splitlines()]
+    assert len(stored) == len(set(stored))  # never twice
+    return set(stored)
 
 
 @pytest.fixture
@@ -86,23 +121,10 @@ def workers(tmp_path: Path, pg_database_url: str) -> Iterator[tuple[dict[str, st
 def test_a_worker_killed_mid_load_loses_no_accepted_mail_and_the_port_keeps_answering(
         workers: tuple[dict[str, str], int, subprocess.Popen[str]], tmp_path: Path) -> None:
     env, port, supervisor = workers
-    first = children(supervisor.pid)
-    victim = min(first)
-    sent = threading.Semaphore(0)
-
-    def one(index: int) -> tuple[str, int | str]:
-        message_id = f"load-{index}@xyz.de"
-        try:
-            return message_id, send(port, message_id)
-        finally:
-            sent.release()
-
-    with ThreadPoolExecutor(8) as pool:
-        results = pool.map(one, range(300))
-        for _ in range(60):
-            sent.acquire()
-        os.kill(victim, signal.SIGKILL)  # mid-load: other sessions are in flight
-        outcomes = dict(results)
+    victim = min(children(supervisor.pid))
+    # Mid-load: other sessions are in flight.
+    outcomes = load(port, 300, "load", after=60,
+                    interrupt=lambda: os.kill(victim, signal.SIGKILL))
 
     # The other worker kept serving; the supervisor started a new one in the victim's place.
     until(lambda: len(children(supervisor.pid)) == 2 and victim not in children(
@@ -118,13 +140,9 @@ def test_a_worker_killed_mid_load_loses_no_accepted_mail_and_the_port_keeps_answ
     assert {o for o in outcomes.values() if o != 250} <= {
         "SMTPServerDisconnected", "ConnectionResetError", "ConnectionRefusedError",
         "SMTPConnectError", 421, 451}, outcomes
-    listed = crm_mailer(env, "messages", "list", "--tenant", "xyz", "--format", "json",
-                        "--limit", "1000")
-    assert listed.returncode == 0, listed.stderr
-    stored = [json.loads(line)["message_id"] for line in listed.stdout.splitlines()]
-    assert len(stored) == len(set(stored))  # never twice
-    assert accepted <= set(stored)  # every 250 is stored
-    assert {f"after-{i}@xyz.de" for i in range(20)} <= set(stored)
+    stored = stored_once(env)
+    assert accepted <= stored  # every 250 is stored
+    assert {f"after-{i}@xyz.de" for i in range(20)} <= stored
 
     running = children(supervisor.pid)
     supervisor.send_signal(signal.SIGTERM)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -23,14 +23,6 @@ from tests.integration.test_smtp_ingest import history
 from tests.pgcluster import PgCluster
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def cluster() -> Iterator[PgCluster]:
-    cluster = PgCluster()
-    cluster.start()
-    yield cluster
-    cluster.destroy()
 
 
 @pytest.fixture
