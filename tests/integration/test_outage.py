@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from structlog.testing import capture_logs
 
+from crm_mailer import metrics
 from crm_mailer.db import migrate
 from crm_mailer.db.engine import create_engine, session_factory
 from crm_mailer.settings import Settings
@@ -32,6 +33,11 @@ async def pg_engine(cluster: PgCluster) -> AsyncIterator[AsyncEngine]:
     await load_directory(session_factory(engine), factories.directory())
     yield engine
     await engine.dispose()
+
+
+def database_errors() -> float:
+    """The metric operators alert on: database failures answered with 451."""
+    return metrics.REGISTRY.get_sample_value("crm_mailer_database_errors_total") or 0.0
 
 
 async def test_stopped_database_gets_451_and_the_retry_is_stored_once(
@@ -55,11 +61,13 @@ async def test_stopped_database_gets_451_and_the_retry_is_stored_once(
                 client.mail("alice@xyz.de")
                 return code, text, client.rcpt("crm@xyz.hq.example")[0]
 
+        errors_before = database_errors()
         with capture_logs() as logs:
             code, text, next_rcpt = await asyncio.to_thread(deliver_while_stopping)
         assert (code, text[:5]) == (451, b"4.3.0")
         assert next_rcpt == 451
         assert any(e["event"] == "storage_unavailable" for e in logs)
+        assert database_errors() == errors_before + 2  # the DATA and the next RCPT
 
         # Still down: a new connection is answered, not dropped.
         reply = await smtp.send(raw)
