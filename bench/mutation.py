@@ -222,6 +222,13 @@ def report(found: dict[str, str], max_survival: float, review_file: Path) -> int
         print(f"\n{len(harmless)} harmless survivor(s):")
         for name in harmless:
             print(f"- {name}: {review[name][1]}")
+    claimed = sorted(n for n, result in found.items()
+                     if result in SURVIVING and review.get(n, ("",))[0] == "killed")
+    if claimed:
+        print(f"\n{len(claimed)} survivor(s) reviewed as killed by a test added since their "
+              "run; confirm with `bench/mutation.py NAME...` after changing tests:")
+        for name in claimed:
+            print(f"- {name}: {review[name][1]}")
     unmarked = [n for n in harmless if not review[n][2]]
     if unmarked:
         print(f"\n{len(unmarked)} harmless survivor(s) reviewed without a fingerprint: check "

@@ -415,6 +415,24 @@ async def test_reprocess_goes_through_every_waiting_mail_and_counts_each(
     assert await reprocess_xyz(example) == {"skipped (not unprocessable)": 2, "filed": 2}
 
 
+async def test_reprocess_of_ids_no_item_can_have_touches_nothing(
+        example: async_sessionmaker[AsyncSession], smtp: SmtpClient,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """IDs past the column's range are not asked for; naming only such IDs names no item,
+    not some stand-in: the first item of a fresh database (id 1) stays as it is."""
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline, "run", broken)
+        assert (await smtp.send(factories.mail())).code == 250
+    [waiting] = await pending(example)
+    assert waiting["id"] == 1 and waiting["reasons"] == ["unprocessable"]
+    async with writing(example) as session:
+        tenant = await tenant_scope(session, "xyz")
+        report = await reprocess(session, tenant, IngestConfig(),
+                                 pending_ids=[2**63, 10**30])
+    assert report == {}
+    assert [item["id"] for item in await pending(example)] == [1]
+
+
 async def test_reprocess_leaves_other_tenants_mail_alone(
         sessions: async_sessionmaker[AsyncSession], smtp: SmtpClient,
         monkeypatch: pytest.MonkeyPatch) -> None:
