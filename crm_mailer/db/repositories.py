@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -64,7 +65,10 @@ from crm_mailer.matching.facts import (
 )
 from crm_mailer.matching.subject import strip_prefixes, word_runs, words
 
-_CHUNK = 500  # keeps IN lists far below SQLite's bound-parameter limit
+# Values per IN list: the facts statement binds three such lists, at most 1,506 parameters,
+# far below SQLite's limit (32,766 since 3.32).
+_CHUNK = 500
+_NOTHING: Sequence[Any] = ()
 T = TypeVar("T")
 
 
@@ -212,15 +216,14 @@ async def load_facts(session: AsyncSession, tenant: TenantRef, match: MatchInput
     company_domains: dict[str, CompanyRef] = {}
     records: dict[RecordKind, dict[int, RecordRef]] = {RecordKind.LEAD: {},
                                                        RecordKind.PROJECT: {}}
-    # One statement for all of it; more only for more values than one statement binds.
-    email_chunks, domain_chunks = list(_chunks(addresses)), list(_chunks(domains))
-    number_chunks = list(_chunks(match.numbers))
-    for index in range(max(len(email_chunks), len(domain_chunks), len(number_chunks), 1)):
+    # One statement for all of it; more only for more values than one statement binds
+    # (the own hosts and domains come again with each: sets, read once).
+    chunks = list(itertools.zip_longest(_chunks(addresses), _chunks(domains),
+                                        _chunks(match.numbers), fillvalue=_NOTHING))
+    for emails, domain_chunk, numbers in chunks or [((), (), ())]:
         rows = await connection.execute(_FACTS, {
-            "tenant_id": tenant.id,
-            "emails": list(email_chunks[index]) if index < len(email_chunks) else [],
-            "domains": list(domain_chunks[index]) if index < len(domain_chunks) else [],
-            "numbers": list(number_chunks[index]) if index < len(number_chunks) else []})
+            "tenant_id": tenant.id, "emails": list(emails), "domains": list(domain_chunk),
+            "numbers": list(numbers)})
         for kind, row_id, text, number, company_id, key in rows:
             if kind == "host":
                 hosts.add(text)

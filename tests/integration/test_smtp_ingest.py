@@ -110,3 +110,16 @@ def writing_lock(sessions: async_sessionmaker[AsyncSession]) -> asyncio.Lock:
     engine = _bind(sessions)
     assert engine is not None
     return _SQLITE_WRITE_LOCKS.setdefault(engine, asyncio.Lock())
+
+
+async def test_a_contact_past_the_first_chunk_of_recipients_is_found(
+        example: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    """The facts are read in chunks of addresses and domains (repositories._CHUNK): a
+    contact in the second chunk, with its company's domain, counts as one in the first."""
+    # Sorted before bob@acme.com and acme.com, as the lookups sort them.
+    guests = [f"a-guest{i}@a-guests{i}.example" for i in range(549)]
+    to = ", ".join([*guests, "bob@acme.com", *guests[:50]])
+    reply = await smtp.send(factories.mail(to=to), recipients=["crm@xyz.hq.example"])
+    assert reply.code == 250, reply
+    [entry] = await history(example)
+    assert (entry["lead"], entry["contact"], entry["company"]) == (11111, "bob@acme.com", "acme")
