@@ -73,6 +73,24 @@ def test_metrics_count_what_serve_did(tmp_path: Path, workers: str) -> None:
         assert value(text, 'crm_mailer_replies_total{code="550",command="RCPT"}') == 1
         assert value(text, "crm_mailer_processing_seconds_count") == 3
         assert value(text, 'crm_mailer_pending_waiting{tenant="xyz"}') == 1
+        # The other outcomes: a re-delivery, an auto-reply, mail from a stranger.
+        again = factories.mail(message_id="<twice@xyz.de>")
+        auto = factories.mail(headers={"Auto-Submitted": "auto-replied"})
+        stranger = factories.mail(sender="Mallory <mallory@fremd.example>")
+        for sender, mail in (("alice@xyz.de", again), ("alice@xyz.de", again),
+                             ("alice@xyz.de", auto), ("mallory@fremd.example", stranger)):
+            with smtplib.SMTP("127.0.0.1", smtp_port) as client:
+                client.ehlo()
+                client.mail(sender)
+                client.rcpt("crm@xyz.hq.example")
+                client.data(mail)
+        _, text = get(metrics_port, "/metrics")
+        assert value(text, 'crm_mailer_messages_total{outcome="filed"}') == 3
+        assert value(text, 'crm_mailer_messages_total{outcome="duplicate"}') == 1
+        assert value(text, 'crm_mailer_messages_total{outcome="ignored"}') == 1
+        assert value(text, 'crm_mailer_messages_total{outcome="refused"}') == 1
+        assert value(text, 'crm_mailer_replies_total{code="550",command="DATA"}') == 1
+        assert value(text, "crm_mailer_processing_seconds_count") == 7
         assert get(metrics_port, "/healthz") == (200, "ok\n")
         assert get(metrics_port, "/readyz") == (200, "ready\n")
         assert get(metrics_port, "/nope")[0] == 404
