@@ -38,6 +38,7 @@ class Monitor:
                  every: float = EVERY) -> None:
         self.sessions, self.watch, self.every = sessions, watch, every
         self.database_ok = False
+        self._tenants: set[str] = set()  # the tenants the gauge has a value for
 
     def ready(self) -> bool:
         return self.watch.ready and self.database_ok
@@ -54,6 +55,9 @@ class Monitor:
         self.database_ok = True
         for slug, count in counts.items():
             metrics.PENDING.labels(slug).set(count)
+        for gone in self._tenants - counts.keys():  # a removed tenant has no queue
+            metrics.PENDING.remove(gone)
+        self._tenants = set(counts)
 
     async def run(self) -> None:
         while True:
