@@ -24,7 +24,10 @@ already set, that server is used instead. Everything runs
 under `nice` (the machine is shared).
 
 A run resumes where the last one stopped: mutants/ keeps each verdict, and only mutants of
-changed functions are tested again (--fresh starts over). --sample tests only the mutants
+changed functions are tested again (--fresh starts over). mutants/ is git-ignored, so the
+verdicts are also kept in bench/mutation_verdicts.json, written after every run and by
+--save (commit it): a fresh checkout starts from there, and mutmut keeps each verdict
+whose function's source is unchanged. --sample tests only the mutants
 whose number ends in one of the given digits, the same share of every function: an
 estimate when a full run does not fit. Named or sampled mutants are tested again even if
 they have a verdict.
@@ -48,8 +51,10 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, cast
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -71,6 +76,7 @@ VERDICTS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no test
 COLUMNS = ("killed", "timeout", "survived", "no tests", "other", "not checked")
 SURVIVING = ("survived", "no tests", "other")
 REVIEW = ROOT / "bench" / "mutation_review.tsv"
+SAVED = ROOT / "bench" / "mutation_verdicts.json"
 REVIEW_VERDICTS = ("killed", "harmless", "gone")
 
 
@@ -87,13 +93,60 @@ def verdict(exit_code: int | None) -> str:
     return found if found in COLUMNS else "other"
 
 
-def results() -> dict[str, str]:
+def results(mutants: Path = MUTANTS) -> dict[str, str]:
     """Mutant name -> verdict, from the meta files mutmut keeps beside each mutated module."""
     found: dict[str, str] = {}
-    for meta in sorted(MUTANTS.glob("crm_mailer/**/*.py.meta")):
-        for name, exit_code in json.loads(meta.read_text())["exit_code_by_key"].items():
+    for meta in sorted(mutants.glob("crm_mailer/**/*.py.meta")):
+        for name, exit_code in read_meta(meta)["exit_code_by_key"].items():
             found[name] = verdict(exit_code)
     return found
+
+
+def read_meta(meta: Path) -> dict[str, Any]:
+    """One meta file; mutmut rewrites them in place during a run, so a half-written one is
+    read again."""
+    for _ in range(50):
+        try:
+            return cast(dict[str, Any], json.loads(meta.read_text()))
+        except json.JSONDecodeError:
+            time.sleep(0.1)
+    return cast(dict[str, Any], json.loads(meta.read_text()))
+
+
+def save(path: Path, mutants: Path = MUTANTS) -> int:
+    """Keep what a run found outside mutants/: per source file, the hash of each function
+    and each mutant's exit code (null: not checked yet). Returns the number of verdicts."""
+    kept: dict[str, dict[str, Any]] = {}
+    for meta in sorted(mutants.glob("crm_mailer/**/*.py.meta")):
+        found = read_meta(meta)
+        codes = dict(sorted(found["exit_code_by_key"].items()))
+        kept[str(meta.relative_to(mutants))[:-len(".meta")]] = {
+            "hash_by_function_name": dict(sorted(found["hash_by_function_name"].items())),
+            "exit_code_by_key": codes}
+    if kept:
+        path.write_text(json.dumps(kept, indent=1) + "\n")
+    return sum(code is not None for f in kept.values() for code in f["exit_code_by_key"].values())
+
+
+def restore(path: Path, mutants: Path = MUTANTS) -> int:
+    """Seed mutants/ from the saved verdicts where it has no meta file for a source file.
+    mutmut, generating that file's mutants, keeps the exit codes of every function whose
+    hash is unchanged and resets the rest. Returns the number of verdicts seeded."""
+    if not path.exists():
+        return 0
+    seeded = 0
+    for source, found in json.loads(path.read_text()).items():
+        meta = mutants / f"{source}.meta"
+        if meta.exists():
+            continue
+        meta.parent.mkdir(parents=True, exist_ok=True)
+        meta.write_text(json.dumps({
+            "exit_code_by_key": found["exit_code_by_key"],
+            "hash_by_function_name": found["hash_by_function_name"],
+            "type_check_error_by_key": {}, "durations_by_key": {},
+            "estimated_durations_by_key": {}}))
+        seeded += sum(code is not None for code in found["exit_code_by_key"].values())
+    return seeded
 
 
 def package_of(name: str) -> str:
@@ -297,6 +350,9 @@ def main() -> int:
                              "of the fast tests first")
     parser.add_argument("--sample", metavar="DIGITS", default="",
                         help="only the mutants whose number ends in one of these digits")
+    parser.add_argument("--save", action="store_true",
+                        help="only write the verdicts in mutants/ to bench/mutation_verdicts."
+                             "json (also while a run goes on; a run writes it when it ends)")
     parser.add_argument("--report", action="store_true",
                         help="only print the score of the results in mutants/")
     parser.add_argument("--max-survival", type=float, default=5.0,
@@ -314,17 +370,27 @@ def main() -> int:
         added = add_fingerprints(args.review.resolve(), surviving)
         print(f"fingerprinted {added} review line(s)")
         return 0
+    if args.save:
+        print(f"saved {save(SAVED)} verdict(s) to {SAVED.relative_to(ROOT)}")
+        return 0
 
     if not set(args.sample) <= set("0123456789"):
         parser.error("--sample takes digits, e.g. 37")
     code = 0
+    if args.fresh and not args.report:
+        shutil.rmtree(MUTANTS, ignore_errors=True)
+    else:
+        seeded = restore(SAVED)
+        if seeded:
+            print(f"seeded {seeded} verdict(s) from {SAVED.relative_to(ROOT)}", flush=True)
     if not args.report:
         os.nice(args.nice)
-        if args.fresh:
-            shutil.rmtree(MUTANTS, ignore_errors=True)
         sample = [f"*__mutmut_*{digit}" for digit in sorted(set(args.sample))]
         named = [*args.mutants, *sample]
-        code = run(named, args.jobs, screen=not (args.no_screen or named))
+        try:
+            code = run(named, args.jobs, screen=not (args.no_screen or named))
+        finally:
+            print(f"saved {save(SAVED)} verdict(s) to {SAVED.relative_to(ROOT)}")
         if code:
             print(f"mutmut run exited with {code}; the score so far:", file=sys.stderr)
     return report(results(), args.max_survival, args.review.resolve()) or code
