@@ -180,8 +180,9 @@ class LeadLibrary:
     def _check_contact(self, contact: Contact, company_id: int | None, company_key: str | None,
                        what: str) -> None:
         if contact.company_id != company_id:
-            raise InvalidRequest(f"{what}: contact '{contact.email}' does not belong to "
-                                 f"company '{company_key}'")
+            # a lead whose company was deleted has none: no contact fits it
+            owner = f"company '{company_key}'" if company_key else "its company (it has none)"
+            raise InvalidRequest(f"{what}: contact '{contact.email}' does not belong to {owner}")
 
     async def create(self, *, name: str, company: str, contact: str | None = None,
                      status: str | None = None, sales_action: str | None = None) -> LeadView:

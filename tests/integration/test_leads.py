@@ -353,8 +353,17 @@ async def test_statuses_add_rename_reorder_and_delete_with_replacement(
     views = await statuses.reorder(["Angebot", "Erstkontakt", "Verhandlungsphase",
                                     "Gewonnen", "Verloren"])
     assert [(v.name, v.position) for v in views][:2] == [("Angebot", 1), ("Erstkontakt", 2)]
-    with pytest.raises(InvalidRequest, match="missing: Verloren"):
-        await statuses.reorder(["Angebot", "Erstkontakt", "Verhandlungsphase", "Gewonnen"])
+    for names, refusal in (
+            (["Angebot", "Erstkontakt", "Verhandlungsphase"], "; missing: Gewonnen, Verloren"),
+            (["Angebot", "Erstkontakt", "Verhandlungsphase", "Gewonnen", "Verloren", "Neu",
+              "Alt"], "; unknown: Alt, Neu"),
+            (["Angebot", "Erstkontakt", "Verhandlungsphase", "Gewonnen", "Neu"],
+             "; missing: Verloren; unknown: Neu"),
+            (["Angebot", "Angebot", "Erstkontakt", "Verhandlungsphase", "Gewonnen", "Verloren"],
+             "")):
+        with pytest.raises(InvalidRequest) as refused:
+            await statuses.reorder(names)
+        assert str(refused.value) == "name every status exactly once" + refusal
     with pytest.raises(Conflict, match="status 'Angebot' is used by 1 lead"):
         await statuses.delete("Angebot")
     views = await statuses.delete("Angebot", replacement="Verhandlungsphase")
