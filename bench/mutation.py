@@ -124,7 +124,7 @@ def save(path: Path, mutants: Path = MUTANTS) -> int:
             "hash_by_function_name": dict(sorted(found["hash_by_function_name"].items())),
             "exit_code_by_key": codes}
     if kept:
-        path.write_text(json.dumps(kept, indent=1) + "\n")
+        path.write_text(json.dumps(kept, indent=1, ensure_ascii=False) + "\n")
     return sum(code is not None for f in kept.values() for code in f["exit_code_by_key"].values())
 
 
