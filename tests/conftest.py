@@ -152,15 +152,20 @@ def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return session_factory(engine)
 
 
+async def waiting_for_a_lock(sessions: async_sessionmaker[AsyncSession]) -> bool:
+    """Whether a connection to this PostgreSQL database waits for a lock now."""
+    async with sessions() as session:  # pg_stat_activity is read once per transaction
+        return bool(await session.scalar(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock'")))
+
+
 async def until_blocked_on_a_lock(sessions: async_sessionmaker[AsyncSession]) -> None:
     """Return once a connection to this PostgreSQL database waits for a lock: the way race
     tests know the second operation reached the first one's lock, without sleeping."""
     for _ in range(1000):
-        async with sessions() as session:  # pg_stat_activity is read once per transaction
-            if await session.scalar(text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND wait_event_type = 'Lock'")):
-                return
+        if await waiting_for_a_lock(sessions):
+            return
         await asyncio.sleep(0.01)
     raise AssertionError("no connection started waiting for a lock within 10 s")
 

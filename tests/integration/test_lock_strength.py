@@ -21,15 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from crm_mailer.db.engine import writing
 from crm_mailer.errors import DirectoryImportError
 from tests import factories
-from tests.conftest import SmtpClient, load_directory
-from tests.integration.test_races import carol_moved_to_globex, importing, leads, race
+from tests.conftest import SmtpClient, load_directory, waiting_for_a_lock
+from tests.integration.test_races import Operation, carol_moved_to_globex, leads, race
 from tests.integration.test_reconciliation import directory
 from tests.integration.test_smtp_ingest import history
 
 pytestmark = [pytest.mark.postgres,
               pytest.mark.parametrize("backend", ["postgresql"], indirect=False)]
-
-Operation = Callable[[AsyncSession], Awaitable[Any]]
 
 
 @pytest.fixture
@@ -39,13 +37,6 @@ async def crm(sessions: async_sessionmaker[AsyncSession]) -> async_sessionmaker[
                                             "company": "acme"})
     await load_directory(sessions, document)
     return sessions
-
-
-async def waiting_for_a_lock(sessions: async_sessionmaker[AsyncSession]) -> bool:
-    async with sessions() as session:
-        return bool(await session.scalar(text(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND wait_event_type = 'Lock'")))
 
 
 async def beside(sessions: async_sessionmaker[AsyncSession], first: Operation,
@@ -113,16 +104,6 @@ async def test_a_lead_created_in_the_first_open_status_while_a_bulk_update_sets_
     assert (created.status, created.company) == ("Erstkontakt", "acme")
 
 
-def carol_moved_to_globex_leads_not_named() -> Operation:
-    """An import that moves carol to globex and names no lead: it does not lock 11111."""
-    tenant = directory()["tenants"][0]
-    tenant["leads"] = []
-    for contact in tenant["contacts"]:
-        if contact["email"] == "carol@acme.com":
-            contact["company"] = "globex"
-    return importing(tenant)
-
-
 @pytest.mark.parametrize("names_the_lead", [True, False])
 async def test_a_contact_a_bulk_update_relies_on_is_not_moved_underneath_it(
         crm: async_sessionmaker[AsyncSession], names_the_lead: bool) -> None:
@@ -130,7 +111,7 @@ async def test_a_contact_a_bulk_update_relies_on_is_not_moved_underneath_it(
     # (acme) with carol as its contact and refuses: the two never end half applied. An
     # import that names the lead waits for the lead's lock too; one that does not, only
     # for carol's.
-    move = carol_moved_to_globex() if names_the_lead else carol_moved_to_globex_leads_not_named()
+    move = carol_moved_to_globex(with_leads=names_the_lead)
     with pytest.raises(DirectoryImportError, match="lead 11111") as refused:
         await race(crm, bulk([11111], contact="carol@acme.com"), move)
     assert "carol@acme.com" in str(refused.value)

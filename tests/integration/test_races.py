@@ -84,9 +84,12 @@ def importing(tenant: dict[str, Any]) -> Operation:
     return run
 
 
-def carol_moved_to_globex() -> Operation:
-    """The import of the directory with contact carol moved from acme to globex."""
+def carol_moved_to_globex(*, with_leads: bool = True) -> Operation:
+    """The import of the directory with contact carol moved from acme to globex; without
+    its leads, the file names none of them (and the import changes none)."""
     tenant = directory()["tenants"][0]
+    if not with_leads:
+        tenant["leads"] = []
     for contact in tenant["contacts"]:
         if contact["email"] == "carol@acme.com":
             contact["company"] = "globex"
