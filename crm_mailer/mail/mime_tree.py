@@ -205,10 +205,10 @@ class _Walk:
 
 def _delimiter_index(raw: bytes, most: int) -> dict[bytes, list[tuple[int, int, bool]]]:
     """Every line that is a delimiter of a boundary declared somewhere in the message."""
-    declared = {(m.group(1) or m.group(2)) for m in _DECLARED.finditer(raw)}
+    declared = {found.group(1) or found.group(2) for found in _declarations(raw)}
     index: dict[bytes, list[tuple[int, int, bool]]] = {}
     count = 0
-    for line in _DASH_LINE.finditer(raw):
+    for line in _dash_lines(raw):
         text = line.group(1).rstrip(b" \t")
         for boundary, closing in ((text, False), (text[:-2], True)):
             if boundary in declared and (not closing or text.endswith(b"--")):
@@ -217,6 +217,39 @@ def _delimiter_index(raw: bytes, most: int) -> dict[bytes, list[tuple[int, int, 
         if count > most:  # more than any message within the limits has: scan instead,
             return {}     # and let the walk refuse at the limit it meets first
     return index
+
+
+# The two scans below find what _DECLARED.finditer and _DASH_LINE.finditer find, but let
+# bytes.find (C) look for where a match can start: the regexes tried every byte, 0.65 ms
+# per message of the benchmark's mix (40 KB on average) in a reader thread that holds the
+# GIL; these take 0.07 ms.
+_WORD = b"boundary"
+_WINDOW = 1 << 20  # lowered a window at a time: no second copy of a large message
+
+
+def _declarations(raw: bytes) -> Iterator[re.Match[bytes]]:
+    """_DECLARED.finditer(raw): each match starts at the word "boundary" in any case."""
+    resume = 0  # matches do not overlap: the next one starts after the last one's end
+    # (which also skips a word in the overlap of two windows, found in the first)
+    for start in range(0, len(raw), _WINDOW):
+        window = raw[start:start + _WINDOW + len(_WORD) - 1].lower()
+        at = window.find(_WORD)
+        while at != -1:
+            if start + at >= resume and (found := _DECLARED.match(raw, start + at)):
+                resume = found.end()
+                yield found
+            at = window.find(_WORD, at + 1)
+
+
+def _dash_lines(raw: bytes) -> Iterator[re.Match[bytes]]:
+    """_DASH_LINE.finditer(raw): each match starts a line (after LF, as ^ does) with "--"."""
+    if raw.startswith(b"--") and (found := _DASH_LINE.match(raw)):
+        yield found
+    at = raw.find(b"\n--")
+    while at != -1:
+        if found := _DASH_LINE.match(raw, at + 1):
+            yield found
+        at = raw.find(b"\n--", at + 1)
 
 
 def mime_tree(raw: bytes, block: HeaderBlock, *, max_depth: int, max_parts: int,

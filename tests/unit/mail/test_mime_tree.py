@@ -6,15 +6,22 @@ import base64
 import email
 import email.policy
 import os
+import re
 import time
 import tracemalloc
+from collections.abc import Iterator
 from email.message import EmailMessage
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from crm_mailer.errors import MessageMalformed
+from crm_mailer.mail import mime_tree as mime_tree_module
 from crm_mailer.mail.mime_tree import CUT_FROM, TEXT_KEEP, MimeTree, mime_tree
 from crm_mailer.mail.parse import header_block, parse_message
+from tests.corpus_files import as_relayed, corpus_files
 
 
 def with_attachment(payload: bytes, *, cte: str = "base64", body: str = "Hallo") -> bytes:
@@ -183,3 +190,48 @@ def test_only_the_outermost_attached_messages_are_noted() -> None:
     assert [raw[a.start:a.start + 20] for a in noted] == [b"From: bob@acme.com\r\n",
                                                         b"RnJvbTogZGF2ZUBhY21l"]
     assert [a.encoding for a in noted] == ["7bit", "base64"]
+
+
+# The delimiter index finds where a declaration or a delimiter line can start with
+# bytes.find; what it finds must be exactly what the regexes find over every byte.
+
+def spans(matches: Iterator[re.Match[bytes]]) -> list[tuple[int, int, bytes]]:
+    return [(m.start(), m.end(), m.group(0)) for m in matches]
+
+
+def assert_scans_agree(raw: bytes) -> None:
+    assert spans(mime_tree_module._declarations(raw)) == \
+        spans(mime_tree_module._DECLARED.finditer(raw))
+    assert spans(mime_tree_module._dash_lines(raw)) == \
+        spans(mime_tree_module._DASH_LINE.finditer(raw))
+
+
+@given(st.lists(st.sampled_from([b"boundary", b"BoUnDaRy", b"bound", b"=", b'"', b";", b" ",
+                                 b"\r", b"\n", b"\r\n", b"-", b"--", b"x", b"ary=", b"\t",
+                                 b"\xc3\xa4", b"B"]), max_size=60))
+@settings(max_examples=2000, deadline=None)
+def test_the_fast_scans_find_what_the_regexes_find(pieces: list[bytes]) -> None:
+    assert_scans_agree(b"".join(pieces))
+
+
+@pytest.mark.parametrize("raw", [
+    b"", b"--", b"--\n", b"-", b"\n--x", b"--a\r\n--a--", b"--a\rb\n", b"x\n--" + b"y" * 211,
+    b"boundary=boundary=x;", b'BOUNDARY="q" boundary = "r"', b"boundary", b"boundary=",
+    b'boundary="' + b"a" * 201 + b'"',
+])
+def test_the_fast_scans_agree_at_the_edges(raw: bytes) -> None:
+    assert_scans_agree(raw)
+
+
+@pytest.mark.parametrize("offset", range(-9, 2))
+def test_a_declaration_across_the_scan_window_is_found(offset: int) -> None:
+    """The word is looked for a window at a time: one that straddles two is found once."""
+    window = mime_tree_module._WINDOW
+    raw = b"x" * (window + offset) + b'BoundarY="edge"\r\n--edge\r\n--edge--\r\n'
+    assert_scans_agree(raw)
+    assert list(mime_tree_module._delimiter_index(raw, 10)) == [b"edge"]
+
+
+@pytest.mark.parametrize("path", corpus_files(), ids=lambda p: p.name)
+def test_the_fast_scans_agree_on_the_corpus(path: Path) -> None:
+    assert_scans_agree(as_relayed(path.read_bytes()))
