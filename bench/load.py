@@ -10,7 +10,7 @@ final dot: aiosmtplib's own functions) before any is sent, so that the client's 
 message is the SMTP dialogue alone. Latency is the time from the end of the message data
 to the reply: the clock starts when the whole message (after DATA's 354) is handed to the
 socket, and stops at the reply. Prints one JSON object: elapsed seconds, replies by code,
-the Message-IDs answered 250, and latency percentiles in milliseconds.
+the Message-IDs answered 250, and latency percentiles in milliseconds (p99 also by size).
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 
 _MESSAGE_ID = re.compile(rb"^Message-ID:\s*<([^>]+)>", re.IGNORECASE | re.MULTILINE)
 Message = tuple[str, str, bytes]
+Result = tuple[bytes, int | str, float, int]  # Message-ID, reply code, latency, bytes sent
+# The mix is 2 to 200 KB: a tail that only the largest messages make shows here.
+SIZE_CLASSES = ((0, "under 20 KB"), (20_000, "20 to 80 KB"), (80_000, "80 KB and more"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +78,7 @@ async def deliver(client: aiosmtplib.SMTP, message: Ready) -> tuple[int, float]:
 
 
 async def session(port: int, queue: asyncio.Queue[tuple[float, Ready] | None], reuse: bool,
-                  results: list[tuple[bytes, int | str, float]]) -> None:
+                  results: list[Result]) -> None:
     client: aiosmtplib.SMTP | None = None
     while (item := await queue.get()) is not None:
         due, message = item
@@ -87,9 +90,9 @@ async def session(port: int, queue: asyncio.Queue[tuple[float, Ready] | None], r
                 client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=60)
                 await client.connect()
             code, latency = await deliver(client, message)
-            results.append((message_id, code, latency))
+            results.append((message_id, code, latency, len(message.data)))
         except (aiosmtplib.SMTPException, OSError) as exc:
-            results.append((message_id, type(exc).__name__, 0.0))
+            results.append((message_id, type(exc).__name__, 0.0, len(message.data)))
             client = None
         if not reuse and client is not None:
             try:
@@ -110,18 +113,30 @@ async def run(port: int, messages: list[Message], sessions: int, reuse: bool,
         queue.put_nowait((start + index / rate if rate else 0.0, message))
     for _ in range(sessions):
         queue.put_nowait(None)
-    results: list[tuple[bytes, int | str, float]] = []
+    results: list[Result] = []
     began = time.perf_counter()
     await asyncio.gather(*(session(port, queue, reuse, results) for _ in range(sessions)))
     elapsed = time.perf_counter() - began
     codes: dict[str, int] = {}
-    for _, code, _ in results:
+    for _, code, _, _ in results:
         codes[str(code)] = codes.get(str(code), 0) + 1
-    latencies = sorted(latency * 1000 for _, code, latency in results if code == 250)
-    cuts = statistics.quantiles(latencies, n=100) if len(latencies) >= 2 else [0.0] * 99
+    latencies = [latency * 1000 for _, code, latency, _ in results if code == 250]
+    cuts = percentiles(latencies)
+    by_size = {label: percentiles([latency * 1000 for _, code, latency, size in results
+                                   if code == 250 and size_class(size) == label])[98]
+               for _, label in SIZE_CLASSES}
     return {"elapsed": elapsed, "messages": len(results), "codes": codes,
-            "accepted": [m.decode() for m, code, _ in results if code == 250],
-            "p50": cuts[49], "p95": cuts[94], "p99": cuts[98]}
+            "accepted": [m.decode() for m, code, _, _ in results if code == 250],
+            "p50": cuts[49], "p95": cuts[94], "p99": cuts[98], "p99_by_size": by_size}
+
+
+def percentiles(values: list[float]) -> list[float]:
+    return statistics.quantiles(values, n=100) if len(values) >= 2 else [0.0] * 99
+
+
+def size_class(size: int) -> str:
+    """Where a message's latency is counted in the p99 by size."""
+    return next(label for floor, label in reversed(SIZE_CLASSES) if size >= floor)
 
 
 def main() -> int:

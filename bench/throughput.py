@@ -55,7 +55,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
@@ -352,6 +352,7 @@ class Row:
     pg_ms: float = 0.0
     rss_mb: float = 0.0
     stored_once: str = ""
+    p99_by_size: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -437,9 +438,11 @@ class Bench:
             paced = self.daemon_round(database, workers, messages, reuse, ours,
                                       rate=ours.rate / 2)
             ours.p50, ours.p95, ours.p99 = paced["p50"], paced["p95"], paced["p99"]
+            ours.p99_by_size = paced["p99_by_size"]
             if not bare.p50:
                 paced = self.bare_round(messages, reuse, rate=bare.rate / 2)
                 bare.p50, bare.p95, bare.p99 = paced["p50"], paced["p95"], paced["p99"]
+                bare.p99_by_size = paced["p99_by_size"]
 
 
 def table(bench: Bench) -> str:
@@ -453,6 +456,16 @@ def table(bench: Bench) -> str:
             f"{row.p99:6.1f} {row.daemon_ms:10.2f} "
             f"{'' if is_bare else f'{row.pg_ms:.2f}':>9} {row.rss_mb:7.0f} "
             f"{row.rate / bare[row.mode] if bare.get(row.mode) else 0:6.2f}  {row.stored_once}")
+    return "\n".join(lines)
+
+
+def latency_by_size(bench: Bench) -> str:
+    """p99 of each row's paced round by message size: where the tail comes from."""
+    lines = ["p99 (ms) by message size, paced at half the peak rate:"]
+    for row in bench.rows.values():
+        if row.p99_by_size:
+            lines.append(f"{row.name:44} {row.mode:5} " + ", ".join(
+                f"{label} {p99:.1f}" for label, p99 in row.p99_by_size.items()))
     return "\n".join(lines)
 
 
@@ -548,6 +561,7 @@ def main() -> int:
         bench.measure(few, "small", 1, small_mail)
         print()
         print(table(bench))
+        print(f"\n{latency_by_size(bench)}")
         print(f"\nimport of {large.leads:,} leads: {imports['large'][0]:.1f} s; re-import of "
               f"the unchanged file: {imports['large'][1]:.1f} s\n")
         print("\n".join(goals(bench, one, two, few, imports["large"])))
