@@ -11,8 +11,10 @@ import asyncio
 import dataclasses
 import random
 import socket
+import threading
 import tracemalloc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import BinaryIO
 
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -238,3 +240,95 @@ async def test_receiving_peaks_below_twice_the_message_size(settings: Settings) 
     assert stock_peak > 3, f"stock peak {stock_peak:.2f}"
 
 
+
+
+# --- no stall ---------------------------------------------------------------------------------
+# What a client has already sent is read from the stream's buffer without waiting on the
+# socket; each loop below must still give the other sessions their turn.
+
+SHORT_LINES = 2**21  # empty lines, two bytes each: a million lines
+PIPELINED = 50_000  # commands in one go
+PAUSE = 0.05  # seconds the loop may be late once in a while (the scheduler, the collector)
+HELD = 0.3  # seconds held in all: a reader that never pauses holds it two to ten times that
+
+
+@pytest.fixture
+async def keeper_server(settings: Settings) -> AsyncIterator[tuple[int, Keeper]]:
+    """crm_mailer's SMTP server with the default limits, its handler keeping each message."""
+    keeper = Keeper()
+    server = SmtpServer(settings, None)  # type: ignore[arg-type]
+    server.handler = keeper  # type: ignore[assignment]
+    _, port = await server.start()
+    yield port, keeper
+    await server.stop(grace=1)
+
+
+async def time_held(client: Callable[[], bytes]) -> tuple[bytes, float]:
+    """Run a blocking client in a thread; what it returns, and how long the loop was held
+    meanwhile: the time a sleeper was woken late, summed over the waits late by more than
+    a pause of the scheduler or the collector (PAUSE) could make them."""
+    loop = asyncio.get_running_loop()
+    held = 0.0
+    running = asyncio.ensure_future(asyncio.to_thread(client))
+    while not running.done():
+        started = loop.time()
+        await asyncio.sleep(0.005)
+        if (late := loop.time() - started - 0.005) > PAUSE:
+            held += late
+    return await running, held
+
+
+def session(port: int, *commands: bytes) -> tuple[socket.socket, BinaryIO]:
+    """A connected socket after the greeting and `commands`, each answered."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    stream = sock.makefile("rb")
+    stream.readline()
+    for command in commands:
+        sock.sendall(command + b"\r\n")
+        while stream.readline()[3:4] == b"-":
+            pass
+    return sock, stream
+
+
+@pytest.mark.timeout(120)
+async def test_a_message_of_a_million_empty_lines_does_not_hold_the_loop(
+        keeper_server: tuple[int, Keeper]) -> None:
+    """Each socket read of a megabyte of empty lines once held the loop for a quarter of a
+    second, and the next one again."""
+    port, keeper = keeper_server
+
+    def blast() -> bytes:
+        sock, stream = session(port, b"EHLO client.test", b"MAIL FROM:<a@xyz.de>",
+                               b"RCPT TO:<crm@xyz.hq.example>", b"DATA")
+        with sock, stream:
+            sock.sendall(b"\r\n" * SHORT_LINES + b".\r\n")
+            return stream.readline()
+
+    reply, held = await time_held(blast)
+    assert reply.startswith(b"250")
+    assert keeper.messages == [b"\r\n" * SHORT_LINES]
+    assert held < HELD, f"the loop was held for {held:.3f} s"
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("command", [b"NOOP", b"HELP", b"RSET", b"MAIL FROM:<a@xyz.de>", b""],
+                         ids=["NOOP", "HELP", "RSET", "MAIL", "empty line"])
+async def test_a_flood_of_pipelined_commands_does_not_hold_the_loop(
+        keeper_server: tuple[int, Keeper], command: bytes) -> None:
+    """50,000 NOOPs sent in one go once held the loop for a second and more."""
+    port, _ = keeper_server
+
+    def flood() -> bytes:
+        sock, stream = session(port, b"EHLO client.test")
+        with sock, stream:
+            replies: list[bytes] = []
+            reading = threading.Thread(
+                target=lambda: replies.extend(stream.readline() for _ in range(PIPELINED)))
+            reading.start()  # the replies are read as they come: no back-pressure
+            sock.sendall((command + b"\r\n") * PIPELINED)
+            reading.join()
+            return replies[-1]
+
+    last, held = await time_held(flood)
+    assert last[:1] in (b"2", b"5"), last  # answered to the end (MAIL again is a 503)
+    assert held < HELD, f"the loop was held for {held:.3f} s"
