@@ -13,13 +13,14 @@ import random
 import socket
 import threading
 import tracemalloc
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import BinaryIO
 
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from crm_mailer.settings import Settings
+from crm_mailer.smtp.data import read_message
 from crm_mailer.smtp.handler import IngestHandler
 from crm_mailer.smtp.server import SmtpServer
 from tests.integration.smtp_clients import RawClient, dotted
@@ -124,6 +125,18 @@ CASES: dict[str, bytes] = {
     "stuffing dots over the size": body(*[b"." * 998 + b"\r\n"] * 4,
                                         b"." * (MAX_SIZE - 4 * 1000 - 1) + b"\r\n"),
     "an unstuffed leading dot (a client's bug) is removed too": body(b".abc\r\n", b".\r\r\n"),
+    # The line that crosses the size limit is also too long: which limit is named depends
+    # on how much longer (aiosmtpd's stream refuses a line past its limit as it reads it).
+    "crossing the size with a line one octet too long": body(
+        *[b"s" * 998 + b"\r\n"] * 4, b"L" * (MAX_LINE - 1) + b"\r\n"),
+    "crossing the size with a line two octets too long": body(
+        *[b"s" * 998 + b"\r\n"] * 4, b"L" * MAX_LINE + b"\r\n"),
+    "crossing the size with a line three octets too long": body(
+        *[b"s" * 998 + b"\r\n"] * 4, b"L" * (MAX_LINE + 1) + b"\r\n"),
+    "lines ending in a dot": body(b"Gruss.\r\n", b"a.\r\n", b"..\r\n", b"x\r.\r\n"),
+    "a CR before the final CRLF": body(b"abc\r\r\n"),
+    "more than the stream's limit of short lines, a dot within one": body(
+        *[b"ab\r\n"] * 300, b"c.d\r\n", b"..e\r\n"),
 }
 
 
@@ -151,8 +164,80 @@ async def test_reader_hands_over_the_bytes_aiosmtpd_would(
 async def test_reader_agrees_with_aiosmtpd_on_random_messages(
         sides: tuple[Side, Side]) -> None:
     stock, ours = sides
-    for payload in random_payloads(60):
+    for payload in random_payloads(300):
         assert await ours.exchange(payload) == await stock.exchange(payload), payload
+
+
+async def read_fed(payload: bytes, sizes: Iterator[int] | None) -> tuple[object, bytes]:
+    """What read_message makes of `payload` fed to its stream in pieces of `sizes` (all at
+    once for None), the loop running between pieces; and the line after the payload,
+    which it must leave in the stream (a client's next command)."""
+    reader = asyncio.StreamReader(limit=MAX_LINE)  # as aiosmtpd makes it
+    stream = payload + b"NEXT\r\n"
+
+    async def feed() -> None:
+        at = 0
+        while at < len(stream):
+            step = len(stream) if sizes is None else next(sizes)
+            reader.feed_data(stream[at:at + step])
+            at += step
+            await asyncio.sleep(0)
+        reader.feed_eof()
+
+    feeding = asyncio.ensure_future(feed())
+    result = await read_message(reader, max_size=MAX_SIZE, max_line_length=MAX_LINE)
+    after = await reader.readuntil(b"\r\n")
+    await feeding
+    return result, after
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_how_the_data_arrives_changes_nothing(seed: int) -> None:
+    """The reader takes what the stream holds, so it meets every way the bytes can be cut:
+    a piece may end inside a CRLF, inside the final ".CRLF" or just after a line's dot."""
+    chooser = random.Random(seed)
+    for payload in [*CASES.values(), *random_payloads(100, seed=seed + 100)]:
+        whole = await read_fed(payload, None)
+        assert whole[1] == b"NEXT\r\n"
+        small = iter(lambda: chooser.randint(1, 7), None)
+        large = iter(lambda: chooser.randint(1, 3000), None)
+        assert await read_fed(payload, small) == whole, payload
+        assert await read_fed(payload, large) == whole, payload
+
+
+CUTS = {  # payload, where its first piece ends: where a piece can end that matters
+    "between the CR and the LF of a CRLF, a stuffed dot behind": (
+        b"ab\r\n" * 300 + b"..e\r\n.\r\n", 1202),
+    "just before a dot inside a line": (b"ab\r\n" * 300 + b"c.d\r\n.\r\n", 1203),
+    "between the CRLF and the dot of the end": (b"ab\r\n" * 300 + b".\r\n", 1200),
+    "inside the end's CRLF": (b"ab\r\n" * 300 + b".\r\n", 1202),
+    "after the end's dot": (b"ab\r\n" * 300 + b".\r\n", 1201),
+    "before the CRLF that brings a message to exactly the size limit": (
+        CASES["size exactly the limit"], len(CASES["size exactly the limit"]) - 3),
+    "before the CRLF that takes a message one over the size limit": (
+        CASES["size one over the limit"], len(CASES["size one over the limit"]) - 3),
+}
+
+
+@pytest.mark.parametrize("cut", CUTS)
+async def test_a_piece_may_end_anywhere(cut: str) -> None:
+    """More than the stream's limit with no ".CRLF" in it is taken as it is, up to the last
+    two bytes: cut so, a piece ends where these payloads need the next one to tell."""
+    payload, first = CUTS[cut]
+    whole = await read_fed(payload, None)
+    assert whole[1] == b"NEXT\r\n"
+    assert await read_fed(payload, iter([first, len(payload)])) == whole
+
+
+async def test_fed_whole_the_reader_agrees_with_aiosmtpd(sides: tuple[Side, Side]) -> None:
+    """The pieces above are compared with the whole; the whole, with aiosmtpd."""
+    stock, _ = sides
+    cut = [payload for payload, _ in CUTS.values()]
+    for payload in [*CASES.values(), *cut, *random_payloads(100, seed=100)]:
+        code, kept, _ = await stock.exchange(payload)
+        result, _ = await read_fed(payload, None)
+        assert (kept if code == 250 else code) == \
+            (result if isinstance(result, bytes) else int(result.value[:3])), payload
 
 
 async def test_cases_cover_every_outcome(sides: tuple[Side, Side]) -> None:
