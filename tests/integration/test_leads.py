@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -82,9 +81,10 @@ async def test_create_takes_the_next_number_and_the_first_open_status(
 
 
 async def test_create_refuses_a_contact_of_another_company(leads: LeadLibrary) -> None:
-    with pytest.raises(InvalidRequest, match=re.escape(
-            "contact 'hank@globex.example' does not belong to company 'acme'")):
+    with pytest.raises(InvalidRequest) as refused:
         await leads.create(name="x", company="acme", contact="hank@globex.example")
+    assert str(refused.value) == \
+        "new lead: contact 'hank@globex.example' does not belong to company 'acme'"
     with pytest.raises(NotFound, match="no company 'initech'"):
         await leads.create(name="x", company="initech")
     assert [lead.number for lead in await leads.list_leads()] == [11111, 11112, 11113, 11114]

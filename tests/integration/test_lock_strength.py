@@ -93,11 +93,14 @@ async def test_two_bulk_updates_to_one_status_go_on_side_by_side(
     assert [(lead.number, lead.status) for lead in updated] == [(11113, "Verloren")]
 
 
-async def test_a_lead_created_in_the_first_open_status_while_a_bulk_update_sets_it(
-        crm: async_sessionmaker[AsyncSession]) -> None:
+@pytest.mark.parametrize("named", [None, "Erstkontakt"], ids=["first open", "named"])
+async def test_a_lead_created_in_a_status_while_a_bulk_update_sets_it(
+        crm: async_sessionmaker[AsyncSession], named: str | None) -> None:
+    """Without a status, create takes the first open one; either way the status is a row
+    it relies on, locked for share."""
     # 11111 is in Erstkontakt already: setting it again still locks the status for share
     async def create(session: AsyncSession) -> Any:
-        return await (await leads(session)).create(name="Neu", company="acme")
+        return await (await leads(session)).create(name="Neu", company="acme", status=named)
 
     created = await beside(crm, bulk([11111], status="Erstkontakt"),
                            in_own_transaction(crm, create))
