@@ -22,13 +22,13 @@ from crm_mailer.smtp import replies
 
 CRLF = b"\r\n"
 END_OF_DATA = b".\r\n"
-# What the stream has buffered is taken without waiting for the socket, so the reader
-# lets the other sessions have the loop every so often: after this many pieces, or this
-# many bytes. A million empty lines once held the loop a quarter of a second at a time.
-PIECES_BETWEEN_PAUSES = 256
-BYTES_BETWEEN_PAUSES = 1 << 20
 SLICE = 1 << 18  # the most taken from the stream's buffer at once: each piece is copied
-BATCH = 1 << 16  # pieces are handed on together once they add up to this
+# Pieces are handed on together (text has many lines ending in "."), once they add up to
+# BATCH bytes or BATCH_PIECES pieces. What the stream has buffered is taken without waiting
+# for the socket, so after each batch the other sessions get the loop: a million empty
+# lines once held it a quarter of a second at a time.
+BATCH = 1 << 16
+BATCH_PIECES = 256
 
 
 class Overflow(enum.Enum):
@@ -52,13 +52,9 @@ async def read_message(reader: asyncio.StreamReader, *, max_size: int | None,
     """
     receiver = _Receiver(max_size or 0, max_line_length)
     before = CRLF  # the last two bytes read: the data begins at a line start
-    batch: list[bytes] = []  # pieces not handed on yet: text has many lines ending in "."
-    batched = pieces = taken = 0
+    batch: list[bytes] = []  # pieces not handed on yet
+    batched = 0
     while True:
-        pieces += 1
-        if pieces >= PIECES_BETWEEN_PAUSES or taken >= BYTES_BETWEEN_PAUSES:
-            await asyncio.sleep(0)  # let the other sessions have the loop
-            pieces = taken = 0
         try:
             piece = await reader.readuntil(END_OF_DATA)
         except asyncio.LimitOverrunError as overrun:  # no ".CRLF" within the reader's limit
@@ -70,12 +66,12 @@ async def read_message(reader: asyncio.StreamReader, *, max_size: int | None,
                 return receiver.result()
         batch.append(piece)
         batched += len(piece)
-        if batched >= BATCH:
+        before = (before + piece[-2:])[-2:]
+        if batched >= BATCH or len(batch) >= BATCH_PIECES:
             receiver.take(b"".join(batch))
             batch.clear()
             batched = 0
-        before = (before + piece[-2:])[-2:]
-        taken += len(piece)
+            await asyncio.sleep(0)  # let the other sessions have the loop
 
 
 class _Receiver:
@@ -116,16 +112,15 @@ class _Receiver:
         """data[:end]: whole lines, the first one the rest of the unfinished line."""
         length = self.line + end
         first = self.line + data.find(CRLF) + 2  # no other line is longer than `end`
-        if (self.buffer is None
-                or (self.max_size and self.size + length > self.max_size)
-                or (max(first, end) > self.max_line
-                    and _longest(data, end, self.line) > self.max_line)):
-            # A limit is broken in these lines: which one first, line by line.
+        within = max(first, end) <= self.max_line and \
+            not (self.max_size and self.size + length > self.max_size)
+        if self.buffer is None or not within:  # a limit may be broken: look closer
             self.overflow = _first_overflow(data, end, self.line, self.size,
                                             self.max_size, self.max_line)
-            assert self.overflow is not None  # the checks above are exact
+        if self.overflow is not None:
             self.buffer = None
             return
+        assert self.buffer is not None  # only a line that breaks a limit lets it go
         self._write(data, 0, end)
         self.size += length
         self.line = 0
@@ -152,21 +147,17 @@ class _Receiver:
             self.buffer.write(data[start:end].replace(b"\r\n.", b"\r\n"))
 
 
-def _longest(data: bytes, end: int, carried: int) -> int:
-    """The longest of the lines in data[:end] with its CRLF, the first one `carried` bytes
-    longer (its start came in an earlier piece)."""
-    lines = data[:end].split(CRLF)
-    lines.pop()  # what follows the last CRLF: nothing
-    return max(len(lines[0]) + carried, max(map(len, lines))) + 2
-
-
 def _first_overflow(data: bytes, end: int, carried: int, size: int, max_size: int,
                     max_line: int) -> Overflow | None:
     """The first limit the lines in data[:end] break, as aiosmtpd decides it line by line:
     a line longer than the stream's limit by more than its CRLF is refused as it is read,
-    before its size counts; a shorter one first adds to the size, then is measured."""
+    before its size counts; a shorter one first adds to the size, then is measured.
+    The first line is `carried` bytes longer (its start came in an earlier piece)."""
     lines = data[:end].split(CRLF)
-    lines.pop()
+    lines.pop()  # what follows the last CRLF: nothing
+    longest = max(len(lines[0]) + carried, max(map(len, lines))) + 2
+    if longest <= max_line and not (max_size and size + carried + end > max_size):
+        return None  # the common case, told without a step per line
     for index, content in enumerate(lines):
         length = len(content) + 2 + (carried if index == 0 else 0)
         if length > max_line + 2:
