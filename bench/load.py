@@ -84,15 +84,14 @@ async def session(port: int, queue: asyncio.Queue[tuple[float, Ready] | None], r
         due, message = item
         if (delay := due - time.perf_counter()) > 0:
             await asyncio.sleep(delay)
-        message_id = message.message_id
         try:
             if client is None or not client.is_connected:
                 client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=60)
                 await client.connect()
             code, latency = await deliver(client, message)
-            results.append((message_id, code, latency, len(message.data)))
+            results.append((message.message_id, code, latency, len(message.data)))
         except (aiosmtplib.SMTPException, OSError) as exc:
-            results.append((message_id, type(exc).__name__, 0.0, len(message.data)))
+            results.append((message.message_id, type(exc).__name__, 0.0, len(message.data)))
             client = None
         if not reuse and client is not None:
             try:

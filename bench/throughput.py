@@ -54,7 +54,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -305,15 +305,20 @@ def rows_of(database: Database, query: str) -> list[tuple[Any, ...]]:
         with contextlib.closing(sqlite3.connect(database.url.removeprefix("sqlite:///"))) as db:
             return db.execute(query).fetchall()
 
-    async def fetch() -> list[tuple[Any, ...]]:
+    return [tuple(row) for row in on_postgres(database, lambda db: db.fetch(query))]
+
+
+def on_postgres(database: Database, work: Callable[[Any], Awaitable[Any]]) -> Any:
+    """What `work` returns, given a connection of its own to the PostgreSQL database."""
+    async def connected() -> Any:
         import asyncpg
         connection = await asyncpg.connect(database.url)
         try:
-            return [tuple(r) for r in await connection.fetch(query)]
+            return await work(connection)
         finally:
             await connection.close()
 
-    return asyncio.run(fetch())
+    return asyncio.run(connected())
 
 
 def settle(database: Database) -> float:
@@ -323,16 +328,8 @@ def settle(database: Database) -> float:
     if database.kind == "sqlite":
         return 0.0
 
-    async def vacuum() -> None:
-        import asyncpg
-        connection = await asyncpg.connect(database.url)
-        try:
-            await connection.execute("VACUUM (ANALYZE)")
-        finally:
-            await connection.close()
-
     started = time.perf_counter()
-    asyncio.run(vacuum())
+    on_postgres(database, lambda db: db.execute("VACUUM (ANALYZE)"))
     return time.perf_counter() - started
 
 
