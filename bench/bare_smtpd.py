@@ -1,10 +1,10 @@
 """The ceiling of crm_mailer's stack: a bare aiosmtpd server that answers 250 at once.
 
-    python bench/bare_smtpd.py --port 2526
+    python bench/bare_smtpd.py --port 2526 [--event-loop uvloop|asyncio]
 
 Every recipient is accepted and every message answered 250 without being read: what
 aiosmtpd and asyncio cost alone, on the same machine and under the same load as the
-daemon (bench/throughput.py runs both in alternating rounds).
+daemon (bench/throughput.py runs both in alternating rounds, on the same event loop).
 """
 
 from __future__ import annotations
@@ -43,7 +43,15 @@ async def serve(port: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, required=True)
-    asyncio.run(serve(parser.parse_args().port))
+    parser.add_argument("--event-loop", choices=("uvloop", "asyncio"), default="uvloop",
+                        help="the daemon's `event_loop`; uvloop is its default")
+    args = parser.parse_args()
+    factory = None
+    if args.event_loop == "uvloop":
+        import uvloop
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(serve(args.port))
     return 0
 
 

@@ -25,6 +25,10 @@ What it does, in one run:
    for the latency percentiles.
 5. After each round of the daemon: every message answered 250 must be stored exactly once.
 
+Both servers run on the event loop --event-loop names (the daemon's `event_loop`; uvloop,
+its default, unless told otherwise), so the ceiling is the ceiling of the same stack; run
+once with each to see what uvloop is worth.
+
 Prints one table: messages/s, p50/p95/p99 latency (ms, paced), CPU milliseconds per message
 of the daemon and of PostgreSQL, peak RSS of the daemon's processes, and the ratio of the
 daemon's rate to the bare server's (whose own CPU per message, the stack's floor for
@@ -391,8 +395,8 @@ class Bench:
     def bare_round(self, messages: list[Message], reuse: bool, rate: float | None = None
                    ) -> dict[str, Any]:
         port = free_port()
-        with server([PY, str(ROOT / "bench" / "bare_smtpd.py"), "--port", str(port)],
-                    port) as process:
+        with server([PY, str(ROOT / "bench" / "bare_smtpd.py"), "--port", str(port),
+                     "--event-loop", self.args.event_loop], port) as process:
             cpu = cpu_seconds([process.pid])
             result = load(port, messages, self.work, self.args.sessions, reuse, rate)
             result["daemon_cpu"] = cpu_seconds([process.pid]) - cpu
@@ -405,7 +409,7 @@ class Bench:
         tagged, ids = with_ids(messages, f"r{self.round}")
         db = self.databases[database]
         port = free_port()
-        env = crm_env(self.work, db)
+        env = crm_env(self.work, db) | {"CRM_MAILER_EVENT_LOOP": self.args.event_loop}
         command = [PY, "-m", "crm_mailer", "serve", "--port", str(port), "--workers",
                    str(workers)]
         with server(command, port, env, self.work / "serve.log") as process:
@@ -537,6 +541,8 @@ def main() -> int:
     parser.add_argument("--companies", type=int, default=defaults.companies)
     parser.add_argument("--contacts", type=int, default=defaults.contacts)
     parser.add_argument("--leads", type=int, default=defaults.leads)
+    parser.add_argument("--event-loop", choices=("uvloop", "asyncio"), default="uvloop",
+                        help="the loop both servers run on (default: uvloop, as serve does)")
     parser.add_argument("--quick", action="store_true",
                         help="20 tenants, 20,000 leads, 1,000 messages, one round")
     args = parser.parse_args()
@@ -583,7 +589,8 @@ def main() -> int:
         print(f"\nimport of {large.leads:,} leads: {imports['large'][0]:.1f} s; re-import of "
               f"the unchanged file: {imports['large'][1]:.1f} s\n")
         print("\n".join(goals(bench, one, two, few, imports["large"])))
-        print(f"machine: {os.cpu_count()} cores; load client, daemon and database share them")
+        print(f"machine: {os.cpu_count()} cores; load client, daemon and database share them; "
+              f"both servers on {args.event_loop}")
         if bench.failures:
             print("NOT STORED EXACTLY ONCE, OR NOT AS THE MIX MEANT: " + "; ".join(bench.failures))
             return 1

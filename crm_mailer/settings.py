@@ -35,6 +35,7 @@ class Settings:
     listen_host: str = "127.0.0.1"
     listen_port: int = 2525
     workers: int = 1  # SMTP worker processes on the listen port; "auto": one per core
+    event_loop: str = "auto"  # auto (uvloop where installed) | uvloop | asyncio
     metrics_listen: str = ""  # HOST:PORT of /metrics, /healthz, /readyz; empty: off
     local_part: str = "crm"
     max_message_size: int = 33_554_432
@@ -83,6 +84,7 @@ class Settings:
 _CHOICES: dict[str, tuple[str, ...]] = {
     "log_level": ("debug", "info", "warning", "error"),
     "log_format": ("auto", "json", "console"),
+    "event_loop": ("auto", "uvloop", "asyncio"),
 }
 
 

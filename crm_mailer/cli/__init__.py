@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level, settings.log_format)
     try:
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
             return runner.run(_run(args, settings))
     except ConfigError as exc:
         print(f"crm-mailer: {exc}", file=sys.stderr)
@@ -82,12 +82,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop where it is installed (Linux, macOS): the daemon spends much of its time in
-    socket I/O, which uvloop does in C. Without it, asyncio's own loop."""
+def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop `event_loop` names. "auto": uvloop where it is installed (Linux,
+    macOS), since the daemon spends much of its time in socket I/O, which uvloop does in C;
+    asyncio's own loop elsewhere. None means asyncio's own loop."""
+    if choice == "asyncio":
+        return None
     try:
         import uvloop
     except ImportError:
+        if choice == "uvloop":
+            raise ConfigError("event_loop = \"uvloop\", but uvloop is not installed") from None
         return None
     return uvloop.new_event_loop
 

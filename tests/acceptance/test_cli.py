@@ -119,14 +119,17 @@ def test_readme_example_end_to_end(served: tuple[dict[str, str], int], tmp_path:
     assert waiting.returncode == 0 and waiting.stdout == ""
 
 
-def test_serve_runs_on_uvloop(tmp_path: Path) -> None:
-    """uvloop is a dependency where it builds: serve must really run on it."""
-    with serving(cli_env(tmp_path)) as (process, _):
+@pytest.mark.parametrize(("choice", "runs_on"),
+                         [("auto", "uvloop"), ("uvloop", "uvloop"), ("asyncio", "asyncio")])
+def test_serve_runs_on_the_configured_loop(tmp_path: Path, choice: str, runs_on: str) -> None:
+    """uvloop is a dependency where it builds: by default serve must really run on it, and
+    `event_loop = "asyncio"` must really leave it out (the benchmark compares the two)."""
+    with serving(cli_env(tmp_path) | {"CRM_MAILER_EVENT_LOOP": choice}) as (process, _):
         pass
     assert process.stderr is not None
     [listening] = [json.loads(line) for line in process.stderr.read().splitlines()
                    if "smtp.listening" in line]
-    assert listening["loop"] == "uvloop", listening
+    assert listening["loop"] == runs_on, listening
 
 
 def test_unknown_tenant_is_one_clear_line(tmp_path: Path) -> None:

@@ -68,6 +68,7 @@ def test_config_file_from_the_environment(tmp_path: Path) -> None:
     ("listen_port = 70000", "listen_port"),
     ("max_message_size = true", "max_message_size"),
     ('log_level = "loud"', "log_level"),
+    ('event_loop = "trio"', "event_loop"),
     ('local_part = "crm@x"', "local_part"),
     ("database_url = 5", "database_url"),
     ("unknown_key = 1", "unknown_key"),
