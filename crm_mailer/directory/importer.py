@@ -68,8 +68,10 @@ async def import_tenant(session: AsyncSession, spec: TenantSpec, report: ImportR
 async def _existing(session: AsyncSession, model: type[M], tenant_id: int, key: str, *,
                     lock: bool = False) -> dict[Any, M]:
     statement: Any = select(model).where(model.tenant_id == tenant_id)  # type: ignore[attr-defined]
-    if lock:  # read what the CRM holds now, and keep it so until we commit
-        statement = statement.with_for_update()
+    # read what the CRM holds now, and keep it so until we commit; FOR NO KEY UPDATE, as
+    # every lock the import takes (leads/scope.py): mail filed meanwhile is not held up
+    if lock:
+        statement = statement.with_for_update(key_share=True)
     return {getattr(row, key): row for row in await session.scalars(statement)}
 
 
@@ -180,7 +182,7 @@ class _TenantImport:
         # The tenant's row locked first: the library allocates lead and project numbers under
         # this lock, so a lead it creates meanwhile never takes a number the file creates.
         tenant = (await self.session.execute(
-            select(Tenant).where(Tenant.slug == spec.slug).with_for_update()
+            select(Tenant).where(Tenant.slug == spec.slug).with_for_update(key_share=True)
             .execution_options(populate_existing=True))).scalar_one_or_none()
         policies: dict[str, ReviewPolicy | SenderPolicy | None] = {
             "review": spec.review, "sender_policy": spec.sender_policy}  # None: left as is
@@ -233,7 +235,7 @@ class _TenantImport:
         spec = self.spec
         rows = list(await self.session.scalars(
             select(LeadStatus).where(LeadStatus.tenant_id == tenant.id)
-            .order_by(LeadStatus.position, LeadStatus.id).with_for_update()))
+            .order_by(LeadStatus.position, LeadStatus.id).with_for_update(key_share=True)))
         found = _find_statuses([s.name for s in spec.lead_statuses], rows)
         known = {row: name for name, row in found.items()}  # the file's name of each row
         crm_names = {row: row.name for row in rows}  # before --overwrite renames any back

@@ -123,12 +123,13 @@ class Stored(Generic[K, R]):
 
 async def load(session: AsyncSession, kind: type[R], tenant_id: int, *,
                lock: bool = False) -> Stored[Any, R]:
-    """Every row of this kind of the tenant; `lock`: FOR UPDATE, held until commit."""
+    """Every row of this kind of the tenant; `lock`: FOR NO KEY UPDATE until commit, which
+    mail filed on a row meanwhile (its foreign key holds the row FOR KEY SHARE) passes."""
     table, _ = TABLES[kind]
     statement = select(*(table.c[name] for name in _columns(kind))).where(
         table.c.tenant_id == tenant_id)
     if lock:
-        statement = statement.with_for_update()
+        statement = statement.with_for_update(key_share=True)
     connection = await session.connection()
     rows = [kind(*values) for values in await connection.execute(statement)]
     if kind is LeadRow:

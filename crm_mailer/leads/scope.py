@@ -35,9 +35,13 @@ M = TypeVar("M", bound=Base)
 # is checked, the lead a mail is filed on) for share, so no one changes it until we commit.
 # Every writer locks in one order, so two never deadlock: the tenant (numbering, status
 # list), contacts, statuses, projects, leads, then queue items and history entries. The
-# import (directory/importer.py) takes them in the same order.
-# SQLite serializes writers and renders neither.
-RowLock = Literal["update", "share"] | None
+# import (directory/importer.py) takes them in the same order, and of the same strength: the
+# tenant's row and every row it changes FOR NO KEY UPDATE. A row to delete is locked
+# FOR UPDATE ("delete"): unlike the other two, it waits for mail being filed on the row
+# (whose foreign key holds it FOR KEY SHARE), so that what rests on the row is counted
+# after that mail committed, not detached unseen by ON DELETE SET NULL.
+# SQLite serializes writers and renders none of them.
+RowLock = Literal["update", "share", "delete"] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +84,11 @@ class Lookup:
 
     async def lock_tenant(self) -> None:
         """Serialize changes to the tenant's numbering and status list (a row lock on
-        PostgreSQL, also taken by the import; SQLite's write transactions are serial)."""
+        PostgreSQL, also taken by the import; SQLite's write transactions are serial).
+        FOR NO KEY UPDATE: mail for the tenant, whose foreign keys hold the row FOR KEY
+        SHARE, is stored meanwhile."""
         await self.session.execute(select(Tenant.id).where(Tenant.id == self.tenant.id)
-                                   .with_for_update())
+                                   .with_for_update(key_share=True))
 
     async def company(self, key: str) -> Company:
         return await self._one(Company, Company.key, key, f"company '{key}'")

@@ -19,10 +19,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm_mailer.db.engine import writing
+from crm_mailer.db.models import StatusKind
 from crm_mailer.errors import DirectoryImportError
+from crm_mailer.leads import tenant_scope
+from crm_mailer.leads.statuses import StatusLibrary
 from tests import factories
 from tests.conftest import SmtpClient, load_directory, waiting_for_a_lock
-from tests.integration.test_races import Operation, carol_moved_to_globex, leads, race
+from tests.integration.test_races import Operation, carol_moved_to_globex, importing, leads, race
 from tests.integration.test_reconciliation import directory
 from tests.integration.test_smtp_ingest import history
 
@@ -74,6 +77,40 @@ def bulk(numbers: list[int], **changes: Any) -> Operation:
 async def test_mail_filed_on_a_lead_a_bulk_update_holds_is_not_held_up(
         crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
     reply = await beside(crm, bulk([11111], status="Gewonnen"),
+                         lambda: smtp.send(factories.mail(subject="XYZ Lead 11111")))
+    assert reply.code == 250
+    assert [entry["lead"] for entry in await history(crm)] == [11111]
+
+
+def converting(session: AsyncSession) -> Awaitable[Any]:
+    async def run() -> Any:
+        return await (await leads(session)).convert_to_project(11111)
+    return run()
+
+
+def creating(session: AsyncSession) -> Awaitable[Any]:
+    async def run() -> Any:
+        return await (await leads(session)).create(name="Neu", company="acme")
+    return run()
+
+
+def adding_a_status(session: AsyncSession) -> Awaitable[Any]:
+    async def run() -> Any:
+        return await StatusLibrary(session, await tenant_scope(session, "xyz")).add(
+            "Verhandlung", StatusKind.OPEN)
+    return run()
+
+
+@pytest.mark.parametrize("change", [
+    converting, creating, adding_a_status, importing(directory()["tenants"][0]),
+    carol_moved_to_globex()], ids=["convert", "create", "status", "import", "import moving"])
+async def test_mail_is_not_held_up_by_a_change_of_its_tenants_directory(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient, change: Operation) -> None:
+    """The tenant's row, locked to serialize numbering, the status list and imports, and
+    every lead and contact an import holds are locked FOR NO KEY UPDATE: mail, whose
+    foreign keys hold them FOR KEY SHARE, is filed meanwhile. An import can hold its
+    locks for a minute; FOR UPDATE would stop the tenant's mail as long."""
+    reply = await beside(crm, change,
                          lambda: smtp.send(factories.mail(subject="XYZ Lead 11111")))
     assert reply.code == 250
     assert [entry["lead"] for entry in await history(crm)] == [11111]
