@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm_mailer.db import repositories
 from crm_mailer.db.engine import reading, writing
-from crm_mailer.db.failures import DATABASE_ERRORS, unavailable
+from crm_mailer.db.failures import DATABASE_ERRORS, changed_meanwhile, unavailable
 from crm_mailer.db.models import ReviewPolicy, utcnow
 from crm_mailer.errors import (
     CrmMailerError,
@@ -365,28 +365,45 @@ async def _store(sessions: async_sessionmaker[AsyncSession], match: MatchInput, 
                  started: float) -> IngestResult:
     message = match.message
     received_at = utcnow()
-    results: list[TenantOutcome] = []
-    try:
-        async with writing(sessions) as session:
-            hosts = hosts_of(recipients, config.local_part)
-            tenants = await repositories.tenants_for_hosts(session, hosts.values())
-            for tenant in dict.fromkeys(tenants.values()):
-                # Each tenant's copy names only its own crm addresses: that the mail also
-                # went to another tenant's CRM is that tenant's business.
-                own = [r for r, host in hosts.items() if tenants.get(host) == tenant]
-                results.append(await _ingest_for_tenant(session, tenant, match, raw, own,
-                                                        received_at))
-    except DATABASE_ERRORS as exc:
-        if not unavailable(exc):
-            raise  # ingest keeps the message as unprocessable
-        log.warning("storage_unavailable", message_id=message.message_id,
-                    error=type(exc).__name__, duration_ms=_ms(started))
-        raise StorageUnavailable(f"storing the message failed: {type(exc).__name__}") from exc
+    for attempt in (1, 2):
+        try:
+            results = await _store_once(sessions, match, raw, recipients, config, received_at)
+            break
+        except DATABASE_ERRORS as exc:
+            if attempt == 1 and changed_meanwhile(exc):
+                # A lead it was matched to was deleted meanwhile: match it again, as if it
+                # had come a moment later. Once: a second time is no race but a fault.
+                log.info("message.matched_again", message_id=message.message_id,
+                         error=describe_error(exc))
+                continue
+            if not unavailable(exc):
+                raise  # ingest keeps the message as unprocessable
+            log.warning("storage_unavailable", message_id=message.message_id,
+                        error=type(exc).__name__, duration_ms=_ms(started))
+            raise StorageUnavailable(
+                f"storing the message failed: {type(exc).__name__}") from exc
     for outcome in results:
         log.info("message", tenant=outcome.tenant, message_id=message.message_id,
                  outcome=outcome.outcome.value, reasons=list(outcome.reasons),
                  record=outcome.record, size=len(raw), duration_ms=_ms(started))
     return IngestResult(message.message_id, tuple(results))
+
+
+async def _store_once(sessions: async_sessionmaker[AsyncSession], match: MatchInput,
+                      raw: bytes, recipients: Sequence[str], config: IngestConfig,
+                      received_at: dt.datetime) -> list[TenantOutcome]:
+    """One transaction: each addressed tenant's copy matched and stored."""
+    results: list[TenantOutcome] = []
+    async with writing(sessions) as session:
+        hosts = hosts_of(recipients, config.local_part)
+        tenants = await repositories.tenants_for_hosts(session, hosts.values())
+        for tenant in dict.fromkeys(tenants.values()):
+            # Each tenant's copy names only its own crm addresses: that the mail also
+            # went to another tenant's CRM is that tenant's business.
+            own = [r for r, host in hosts.items() if tenants.get(host) == tenant]
+            results.append(await _ingest_for_tenant(session, tenant, match, raw, own,
+                                                    received_at))
+    return results
 
 
 async def keep_unprocessable(sessions: async_sessionmaker[AsyncSession], *, raw: bytes,

@@ -43,3 +43,11 @@ def unavailable(exc: BaseException) -> bool:
         state = str(getattr(exc.orig, "sqlstate", None) or "")
         return state[:2] in _TRANSIENT_CLASSES or state in _TRANSIENT_STATES
     return False
+
+
+def changed_meanwhile(exc: BaseException) -> bool:
+    """True when a row the transaction relied on was deleted by another transaction that
+    committed first (PostgreSQL's foreign key violation, 23503): done again, the work sees
+    the data as it is now. (SQLite serializes writers: it cannot happen there.)"""
+    return isinstance(exc, DBAPIError) and \
+        str(getattr(exc.orig, "sqlstate", None) or "") == "23503"

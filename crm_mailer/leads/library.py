@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -309,15 +309,13 @@ class LeadLibrary:
         """Delete a lead. Mail filed on it is not dropped silently: refused unless
         `detach_history`, which keeps those entries in the company's history."""
         async with self.session.begin_nested():
-            lead = await self.lookup.lead(number, "update")
+            lead = await self.lookup.lead(number, "delete")  # waits for mail being filed on it
             filed = await self.session.scalar(select(func.count()).select_from(HistoryEntry)
                                               .where(HistoryEntry.lead_id == lead.id))
             if filed and not detach_history:
                 raise Conflict(f"lead {number} has {counted(filed, 'contact-history entry')}: "
                                "detach them (they stay with the company) or keep the lead")
-            await self.session.execute(update(HistoryEntry).where(HistoryEntry.lead_id == lead.id)
-                                       .values(lead_id=None))
-            await self.session.delete(lead)
+            await self.session.delete(lead)  # its entries' foreign key: ON DELETE SET NULL
             await self.session.flush()
 
     # --- projects ------------------------------------------------------------------------

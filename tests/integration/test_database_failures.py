@@ -67,16 +67,22 @@ async def test_a_locked_sqlite_database_is_unavailable(tmp_path: Path) -> None:
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+@pytest.mark.parametrize(("state", "tries"), [("22023", 1), ("23503", 2)],
+                         ids=["data exception", "foreign key violation"])
 async def test_a_statement_the_database_refuses_keeps_the_mail_with_250(
         example: async_sessionmaker[AsyncSession], engine: AsyncEngine,
-        smtp: SmtpClient) -> None:
+        smtp: SmtpClient, state: str, tries: int) -> None:
     """A relay retries a 451 for days: a failure no retry can fix must not be one. Here
-    PostgreSQL refuses every new history entry (a trigger raising SQLSTATE 22023, a data
-    exception): the mail is kept as unprocessable, waiting for a person, and answered 250."""
+    PostgreSQL refuses every new history entry (a trigger raising the SQLSTATE): the mail
+    is kept as unprocessable, waiting for a person, and answered 250. A foreign key
+    violation is what a lead deleted meanwhile looks like, so the daemon matches the mail
+    once more first (a sequence, which no rollback undoes, counts the tries)."""
     async with engine.begin() as connection:
+        await connection.execute(text("CREATE SEQUENCE tries"))
         await connection.execute(text(
             "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-            "RAISE EXCEPTION 'refused by the test' USING ERRCODE = '22023'; END $$"))
+            "PERFORM nextval('tries'); "
+            f"RAISE EXCEPTION 'refused by the test' USING ERRCODE = '{state}'; END $$"))
         await connection.execute(text(
             "CREATE TRIGGER refuse BEFORE INSERT ON history_entries "
             "FOR EACH ROW EXECUTE FUNCTION refuse()"))
@@ -86,3 +92,5 @@ async def test_a_statement_the_database_refuses_keeps_the_mail_with_250(
     [waiting] = await pending(example)
     assert waiting["reasons"] == ["unprocessable"]
     assert "refused by the test" in waiting["error"]
+    async with engine.connect() as connection:
+        assert await connection.scalar(text("SELECT last_value FROM tries")) == tries

@@ -332,15 +332,22 @@ async def test_mail_filed_on_a_lead_stays_reachable_from_its_project(
 async def test_delete_refuses_a_lead_with_filed_mail_unless_detached(
         crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
     assert (await smtp.send(factories.mail(subject="Lead 11111"))).code == 250
+    assert (await smtp.send(factories.mail(to="hank@globex.example",
+                                           subject="Lead 11113"))).code == 250
     async with writing(crm) as session:
         library = LeadLibrary(session, await tenant_scope(session, "xyz"))
-        with pytest.raises(Conflict, match="lead 11111 has 1 contact-history entry:"):
+        with pytest.raises(Conflict) as refused:
             await library.delete(11111)
+        assert str(refused.value) == ("lead 11111 has 1 contact-history entry: detach them "
+                                      "(they stay with the company) or keep the lead")
         await library.delete(11112)  # nothing filed on it
         await library.delete(11111, detach_history=True)
         assert [lead.number for lead in await library.list_leads()] == [11113, 11114]
-        [entry] = await list_history(session, library.tenant.id)
-    assert (entry["lead"], entry["company"], entry["contact"]) == (None, "acme", "bob@acme.com")
+        entries = await list_history(session, library.tenant.id)
+    # only the deleted lead's entry is detached; the other lead's keeps its lead
+    assert sorted((e["subject"], e["lead"], e["company"], e["contact"]) for e in entries) == [
+        ("Lead 11111", None, "acme", "bob@acme.com"),
+        ("Lead 11113", 11113, "globex", "hank@globex.example")]
 
 
 async def test_statuses_add_rename_reorder_and_delete_with_replacement(

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from crm_mailer.db import repositories
 from crm_mailer.db.engine import writing
 from crm_mailer.db.models import HistoryChange, HistoryEntry
 from crm_mailer.directory.importer import import_tenant
@@ -336,6 +337,111 @@ async def test_a_correction_in_a_session_still_holding_the_entry_starts_from_wha
                           else corrections.confirm(item["id"], by="anna", lead=11111))
     assert (back["lead"], back["project"]) == (11111, None) and held is not None
     assert [(e["lead"], e["project"]) for e in await history(sessions)] == [(11111, None)]
+
+
+# --- a lead converted or deleted while it changes -----------------------------------------
+
+
+async def test_a_lead_set_to_lost_meanwhile_is_not_converted(
+        crm: async_sessionmaker[AsyncSession]) -> None:
+    """The convert reads the lead under its lock: as the bulk update left it, lost."""
+    async def to_lost(session: AsyncSession) -> Any:
+        return await (await leads(session)).update_many([11111], status="Verloren")
+
+    async def convert(session: AsyncSession) -> Any:
+        return await (await leads(session)).convert_to_project(11111)
+
+    _, refused = await race(crm, to_lost, convert)
+    assert isinstance(refused, InvalidRequest)
+    assert str(refused) == ("lead 11111 is lost ('Verloren'): a lost lead does not become "
+                            "a project")
+    async with crm() as session:
+        lead = await (await leads(session)).get(11111)
+    assert (lead.status, lead.project) == ("Verloren", None)
+
+
+async def test_a_lead_moved_to_another_company_meanwhile_is_converted_at_that_company(
+        crm: async_sessionmaker[AsyncSession]) -> None:
+    async def convert(session: AsyncSession) -> Any:
+        return await (await leads(session)).convert_to_project(11111)
+
+    _, project = await race(crm, set_company_globex, convert)
+    assert (project.company, project.contact) == ("globex", None)
+
+
+async def test_a_lead_deleted_while_mail_is_filed_on_it_is_refused(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    """Mail filed on a lead is never detached by a delete that could not see it yet: the
+    delete waits for the filing (its foreign key holds the lead), then counts it."""
+    item = await queued(smtp, crm, subject="Angebot ohne Nummer", to="bob@acme.com")
+
+    async def confirm(session: AsyncSession) -> Any:
+        return await (await queue(session)).confirm(int(item["id"]), by="anna", lead=11111,
+                                                    contact="bob@acme.com")
+
+    async def delete(session: AsyncSession) -> Any:
+        return await (await leads(session)).delete(11111)
+
+    entry, refused = await race(crm, confirm, delete)
+    assert isinstance(refused, Conflict)
+    assert str(refused) == ("lead 11111 has 1 contact-history entry: detach them (they stay "
+                            "with the company) or keep the lead")
+    assert [(e["id"], e["lead"]) for e in await history(crm)] == [(entry["id"], 11111)]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_a_lead_deleted_while_mail_arriving_is_filed_on_it_is_refused(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon files mail without locking the lead: only the entry's foreign key holds
+    it (FOR KEY SHARE). The delete's own lock must wait for that, or it counts no entry,
+    and the entry committed meanwhile loses its lead to ON DELETE SET NULL unseen.
+    (SQLite serializes writers: there the two run one after the other, as tested in
+    test_leads.)"""
+    filed, release = asyncio.Event(), asyncio.Event()
+    file_decision = repositories.file_decision
+
+    async def file_and_hold(*args: Any, **kwargs: Any) -> Any:
+        result = await file_decision(*args, **kwargs)
+        filed.set()
+        await release.wait()  # the daemon's transaction stays open, its entry written
+        return result
+
+    monkeypatch.setattr(repositories, "file_decision", file_and_hold)
+    sending = asyncio.create_task(smtp.send(factories.mail(subject="Lead 11111")))
+    await asyncio.wait_for(filed.wait(), 10)
+
+    async def delete() -> Any:
+        async with writing(crm) as session:
+            return await (await leads(session)).delete(11111)
+
+    deleting = asyncio.create_task(delete())
+    await until_blocked_on_a_lock(crm)
+    release.set()
+    assert (await sending).code == 250
+    with pytest.raises(Conflict, match=r"^lead 11111 has 1 contact-history entry: "):
+        await deleting
+    assert [e["lead"] for e in await history(crm)] == [11111]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_mail_matched_to_a_lead_deleted_meanwhile_is_matched_again(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    """The daemon matched the mail to 11111 before the delete committed; its entry's
+    foreign key then finds the lead gone. The mail is matched again against the directory
+    as it now is, as if it had come a moment later, not kept as unprocessable."""
+    async with writing(crm) as session:
+        await (await leads(session)).delete(11111)
+        sending = asyncio.create_task(smtp.send(factories.mail(subject="Lead 11111")))
+        await until_blocked_on_a_lock(crm)
+    assert (await sending).code == 250
+    later = await smtp.send(factories.mail(subject="Lead 11111",
+                                           message_id="<later@xyz.de>"))
+    assert later.code == 250
+    assert await history(crm) == []
+    assert [p["reasons"] for p in await pending(crm)] == [["unknown_number"]] * 2
 
 
 # --- a status deleted while leads are set to it -------------------------------------------
