@@ -350,6 +350,30 @@ async def test_delete_refuses_a_lead_with_filed_mail_unless_detached(
         ("Lead 11113", 11113, "globex", "hank@globex.example")]
 
 
+@pytest.mark.parametrize("position", [0, 6])
+async def test_a_status_position_outside_the_list_is_refused(leads: LeadLibrary,
+                                                             position: int) -> None:
+    statuses = StatusLibrary(leads.session, leads.tenant)  # four statuses: 1 to 5 fit
+    with pytest.raises(InvalidRequest) as refused:
+        await statuses.add("Verhandlung", StatusKind.OPEN, position=position)
+    assert str(refused.value) == "position must be between 1 and 5"
+    views = await statuses.add("Verhandlung", StatusKind.OPEN, position=5)
+    assert [(v.name, v.position) for v in views][-2:] == [("Verloren", 4), ("Verhandlung", 5)]
+
+
+async def test_convert_takes_the_first_won_status_of_its_own_tenant(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    """Another tenant's won status comes first by position; it is none of this lead's."""
+    document = directory()
+    document["tenants"][1]["lead_statuses"] = [{"name": "Auftrag", "kind": "won"},
+                                               {"name": "Neu", "kind": "open"}]
+    await load_directory(sessions, document)
+    async with writing(sessions) as session:
+        library = LeadLibrary(session, await tenant_scope(session, "xyz"))
+        await library.convert_to_project(11111)
+        assert (await library.get(11111)).status == "Gewonnen"
+
+
 async def test_statuses_add_rename_reorder_and_delete_with_replacement(
         leads: LeadLibrary) -> None:
     statuses = StatusLibrary(leads.session, leads.tenant)

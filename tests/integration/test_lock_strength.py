@@ -116,6 +116,14 @@ async def test_mail_is_not_held_up_by_a_change_of_its_tenants_directory(
     assert [entry["lead"] for entry in await history(crm)] == [11111]
 
 
+async def test_a_lead_set_to_the_won_status_a_convert_takes_goes_on_beside_it(
+        crm: async_sessionmaker[AsyncSession]) -> None:
+    """The convert relies on the won status it sets (share), as the bulk update does."""
+    updated = await beside(crm, converting,
+                           in_own_transaction(crm, bulk([11113], status="Gewonnen")))
+    assert [(lead.number, lead.status) for lead in updated] == [(11113, "Gewonnen")]
+
+
 async def test_two_bulk_updates_naming_one_contact_go_on_side_by_side(
         crm: async_sessionmaker[AsyncSession]) -> None:
     updated = await beside(crm, bulk([11111], contact="carol@acme.com"),
