@@ -297,9 +297,10 @@ async def test_pipeline_shows_statuses_without_leads_as_zero_and_filters(
     from_january = await pipeline_sums(leads.session, leads.tenant, month_from="2027-01")
     assert [(r.leads, r.expected_volume) for r in from_january][:2] == [
         (0, Decimal("0.00")), (1, Decimal("0.20"))]
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidRequest) as refused:
         await pipeline_sums(leads.session, leads.tenant, month_from="2027-02",
                             month_to="2027-01")
+    assert str(refused.value) == "month range 2027-02..2027-01 is empty"
 
 
 async def test_convert_creates_a_project_and_marks_the_lead_won(leads: LeadLibrary) -> None:

@@ -245,11 +245,15 @@ async def test_choices_are_validated_and_a_refused_one_changes_nothing(
 
 async def test_reject_keeps_the_mail_for_audit_but_never_files_it(
         crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
-    item = await queued(smtp, crm, subject="privat")
+    for subject in ("vorher", "privat", "nachher"):  # the one rejected is not the first
+        assert (await smtp.send(factories.mail(subject=subject))).code == 250
+    waiting = {entry["subject"]: entry for entry in await pending(crm)}
+    item = waiting["privat"]
     rejected = await decide(crm, "reject", item["id"], by="ben", reason="private mail")
-    assert (rejected["state"], rejected["resolved_by"], rejected["note"]) == (
-        "rejected", "ben", "private mail")
-    assert await pending(crm) == [] and await history(crm) == []
+    assert (rejected["id"], rejected["subject"], rejected["state"], rejected["resolved_by"],
+            rejected["note"]) == (item["id"], "privat", "rejected", "ben", "private mail")
+    assert sorted(p["subject"] for p in await pending(crm)) == ["nachher", "vorher"]
+    assert await history(crm) == []
     with pytest.raises(Conflict, match="already rejected by ben"):
         await decide(crm, "confirm", item["id"], by="anna")
 
