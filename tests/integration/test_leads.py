@@ -501,9 +501,13 @@ async def test_two_converts_of_one_lead_at_once_make_one_project(
 
 async def test_pipeline_counts_a_lead_that_has_no_planned_revenue(leads: LeadLibrary) -> None:
     await leads.create(name="Noch ohne Umsatz", company="acme", status="Angebot")
+    # and a status whose only lead has none: its volume is zero, not missing
+    await StatusLibrary(leads.session, leads.tenant).add("Verhandlung", StatusKind.OPEN)
+    await leads.create(name="Auch ohne Umsatz", company="acme", status="Verhandlung")
     rows = await pipeline_sums(leads.session, leads.tenant)
     assert [(r.status, r.leads, r.expected_volume) for r in rows] == [
-        ("Erstkontakt", 1, Decimal("12000.00")), ("Angebot", 2, Decimal("0.30"))]
+        ("Erstkontakt", 1, Decimal("12000.00")), ("Angebot", 2, Decimal("0.30")),
+        ("Verhandlung", 1, Decimal("0.00"))]
 
 
 async def test_convert_sets_the_first_won_status_in_status_order(leads: LeadLibrary) -> None:
