@@ -254,8 +254,26 @@ async def test_reject_keeps_the_mail_for_audit_but_never_files_it(
             rejected["note"]) == (item["id"], "privat", "rejected", "ben", "private mail")
     assert sorted(p["subject"] for p in await pending(crm)) == ["nachher", "vorher"]
     assert await history(crm) == []
-    with pytest.raises(Conflict, match="already rejected by ben"):
+    with pytest.raises(Conflict, match=rf"^pending mail {item['id']} was already rejected by "
+                       r"ben at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$"):
         await decide(crm, "confirm", item["id"], by="anna")
+    for waiting_or_not in (item, waiting["vorher"]):  # another tenant learns nothing of it
+        with pytest.raises(NotFound) as refused:
+            await decide(crm, "reject", waiting_or_not["id"], by="eve", slug="other")
+        assert str(refused.value) == f"no pending mail {waiting_or_not['id']} in tenant 'other'"
+    assert sorted(p["subject"] for p in await pending(crm)) == ["nachher", "vorher"]
+
+
+async def test_a_decision_in_a_session_that_read_the_item_before_returns_it_decided(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    """The main app may show an item and decide it in one session: the decision returns
+    the item as it is now, not the copy read before."""
+    item = await queued(smtp, crm, subject="privat")
+    async with writing(crm) as session:
+        queue = ReconciliationQueue(session, await tenant_scope(session, "xyz"))
+        await queue.show(item["id"])
+        rejected = await queue.reject(item["id"], by="anna", reason="private mail")
+    assert (rejected["state"], rejected["resolved_by"]) == ("rejected", "anna")
 
 
 async def test_show_explains_reasons_and_candidates(crm: async_sessionmaker[AsyncSession],
