@@ -351,6 +351,17 @@ async def test_delete_refuses_a_lead_with_filed_mail_unless_detached(
         ("Lead 11113", 11113, "globex", "hank@globex.example")]
 
 
+async def test_a_status_needs_a_name(leads: LeadLibrary) -> None:
+    statuses = StatusLibrary(leads.session, leads.tenant)
+    for call in (lambda: statuses.add(" \t", StatusKind.OPEN),
+                 lambda: statuses.rename("Angebot", "  ")):
+        with pytest.raises(InvalidRequest) as refused:
+            await call()
+        assert str(refused.value) == "a status needs a name"
+    assert [v.name for v in await statuses.list_statuses()] == [
+        "Erstkontakt", "Angebot", "Gewonnen", "Verloren"]
+
+
 @pytest.mark.parametrize("position", [0, 6])
 async def test_a_status_position_outside_the_list_is_refused(leads: LeadLibrary,
                                                              position: int) -> None:

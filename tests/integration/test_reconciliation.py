@@ -627,6 +627,19 @@ async def test_waiting_mail_is_listed_newest_first_a_page_at_a_time(
     assert [i["subject"] for i in first] == ["ohne Nummer 4", "ohne Nummer 3"]
 
 
+async def test_a_page_is_50_waiting_items_unless_asked(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    for i in range(51):
+        assert (await smtp.send(factories.mail(subject=f"ohne Nummer {i}"))).code == 250
+    async with crm() as session:
+        queue = ReconciliationQueue(session, await tenant_scope(session, "xyz"))
+        page = await queue.list_pending()
+        rest = await queue.list_pending(offset=50)
+    assert [i["subject"] for i in (page[0], page[-1], *rest)] == [
+        "ohne Nummer 50", "ohne Nummer 1", "ohne Nummer 0"]
+    assert len(page) == 50
+
+
 async def test_expire_leaves_confirmed_and_rejected_mail_as_decided(
         crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
     confirmed = await queued(smtp, crm, subject="Angebot ohne Nummer")
@@ -640,9 +653,11 @@ async def test_expire_leaves_confirmed_and_rejected_mail_as_decided(
     async with crm() as session:
         queue = ReconciliationQueue(session, await tenant_scope(session, "xyz"))
         items = await queue.list_pending(include_resolved=True)
+        still_waiting = await queue.list_pending()  # by default only what waits
     assert sorted((i["id"], i["state"], i["resolved_by"]) for i in items) == [
         (confirmed["id"], "confirmed", "anna"), (rejected["id"], "rejected", "ben"),
         (waiting["id"], "expired", "crm-mailer (expired)")]
+    assert still_waiting == []
     assert [e["subject"] for e in await history(crm)] == ["Angebot ohne Nummer"]
 
 
