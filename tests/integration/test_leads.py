@@ -351,6 +351,23 @@ async def test_delete_refuses_a_lead_with_filed_mail_unless_detached(
         ("Lead 11113", 11113, "globex", "hank@globex.example")]
 
 
+async def test_a_contact_is_found_by_its_address_as_people_write_it(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    """An international domain is stored in its IDNA form; the library finds the contact by
+    either, in any case, and names an unknown one as it was given."""
+    document = directory()
+    document["tenants"][0]["contacts"].append({"email": "jörg@bücher.example",
+                                               "company": "acme"})
+    await load_directory(sessions, document)
+    async with writing(sessions) as session:
+        library = LeadLibrary(session, await tenant_scope(session, "xyz"))
+        [lead] = await library.update_many([11111], contact=" Jörg@BÜCHER.example ")
+        assert lead.contact == "jörg@xn--bcher-kva.example"
+        with pytest.raises(NotFound) as refused:
+            await library.update_many([11111], contact="Nobody@acme.com")
+        assert str(refused.value) == "no contact 'Nobody@acme.com' in tenant 'xyz'"
+
+
 async def test_a_status_needs_a_name(leads: LeadLibrary) -> None:
     statuses = StatusLibrary(leads.session, leads.tenant)
     for call in (lambda: statuses.add(" \t", StatusKind.OPEN),
