@@ -46,6 +46,12 @@ def leads(session: AsyncSession) -> Awaitable[LeadLibrary]:
     return make()
 
 
+async def committed_lead(sessions: async_sessionmaker[AsyncSession], number: int) -> Any:
+    """The lead as committed, read in a session of its own."""
+    async with sessions() as session:
+        return await (await leads(session)).get(number)
+
+
 def queue(session: AsyncSession) -> Awaitable[ReconciliationQueue]:
     async def make() -> ReconciliationQueue:
         return ReconciliationQueue(session, await tenant_scope(session, "xyz"))
@@ -210,8 +216,7 @@ async def test_a_company_change_back_with_its_contact_after_one_made_meanwhile_i
     moved, back = await race(crm, set_company_globex, back_to_acme_with_bob)
     assert (moved.company, moved.contact) == ("globex", None)
     assert (back.company, back.contact) == ("acme", "bob@acme.com")
-    async with crm() as session:
-        lead = await (await leads(session)).get(11111)
+    lead = await committed_lead(crm, 11111)
     assert (lead.company, lead.contact) == ("acme", "bob@acme.com")
 
 
@@ -227,8 +232,7 @@ async def test_a_company_change_with_a_contact_an_import_moves_meanwhile_is_refu
     assert isinstance(refused, InvalidRequest)
     assert str(refused) == ("lead 11112: contact 'carol@acme.com' does not belong to "
                             "company 'acme'")
-    async with crm() as session:
-        lead = await (await leads(session)).get(11112)
+    lead = await committed_lead(crm, 11112)
     assert (lead.company, lead.contact) == ("globex", None)
 
 
@@ -355,8 +359,7 @@ async def test_a_lead_set_to_lost_meanwhile_is_not_converted(
     assert isinstance(refused, InvalidRequest)
     assert str(refused) == ("lead 11111 is lost ('Verloren'): a lost lead does not become "
                             "a project")
-    async with crm() as session:
-        lead = await (await leads(session)).get(11111)
+    lead = await committed_lead(crm, 11111)
     assert (lead.status, lead.project) == ("Verloren", None)
 
 
@@ -475,8 +478,8 @@ async def test_a_status_made_open_while_a_lead_is_converted_into_it_is_refused(
     converted, refused = await race(crm, convert, make_open)
     assert converted.lead == 11111
     assert isinstance(refused, InvalidRequest) and str(refused).startswith("lead 11111:")
+    lead = await committed_lead(crm, 11111)
     async with crm() as session:
-        lead = await (await leads(session)).get(11111)
         kinds = {v.name: v.kind for v in await StatusLibrary(
             session, await tenant_scope(session, "xyz")).list_statuses()}
     assert (lead.status, kinds["Gewonnen"]) == ("Gewonnen", "won")
