@@ -40,3 +40,18 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
     for report in Path(os.environ[HITS]).iterdir():
         state()._stats.update(report.read_text().split())
         report.unlink()
+
+
+# mutmut runs the stats and clean runs in its fork server and drops their output when one
+# fails ("Failed to run clean test", nothing else): each failure of those runs is appended
+# here, to be read after the fact.
+FAILURES = Path(tempfile.gettempdir()) / "crm-mailer-mutation-failures.log"
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    under_test = os.environ.get("MUTANT_UNDER_TEST", "")
+    if "__mutmut_" in under_test or under_test == "fail" or not report.failed:
+        return  # a mutant's run, or the forced failure: failing is what they are for
+    with FAILURES.open("a") as log:
+        log.write(f"=== {under_test!r} {report.nodeid} ({report.when})\n")
+        log.write(f"{report.longreprtext}\n")
