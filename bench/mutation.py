@@ -60,6 +60,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.pgcluster import PgCluster  # noqa: E402
+from tests.postfix import POSTFIX  # noqa: E402
 
 PACKAGES = ("crm_mailer.leads", "crm_mailer.matching", "crm_mailer.reconciliation")
 MUTANTS = ROOT / "mutants"
@@ -92,7 +93,7 @@ def check_postfix() -> None:
     """tests/acceptance/test_postfix.py is among the tests mutmut runs clean; run as root
     without Postfix it fails, and mutmut ends twenty minutes in with "Failed to run clean
     test" and no output. Say so before starting."""
-    if os.geteuid() == 0 and not Path("/usr/sbin/postfix").exists():
+    if os.geteuid() == 0 and POSTFIX is None:
         raise SystemExit("Postfix is not installed, and the MTA test needs it: run scripts/test "
                          "once (it installs the Debian package postfix), or "
                          "apt-get install postfix")
