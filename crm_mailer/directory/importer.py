@@ -132,6 +132,7 @@ class _TenantImport:
         self.stored_contacts: rows.Stored[str, ContactRow] = rows.Stored(ContactRow, ())
         self.contact_emails: dict[int, str] = {}
         self.projects: dict[int, int] = {}  # project id -> number
+        self.broken_before: dict[str, str] = {}  # records breaking a rule before the import
 
     def fail(self, record: str, message: str) -> DirectoryImportError:
         return DirectoryImportError(f"{self.where}, {record}: {message}")
@@ -149,7 +150,7 @@ class _TenantImport:
 
     async def run(self) -> Tenant:
         tenant, merge, terms = await self._tenant()
-        broken_before = await broken_records(self.session, tenant.id)
+        self.broken_before = broken_before = await broken_records(self.session, tenant.id)
         self.stored_contacts = await rows.load(self.session, ContactRow, tenant.id, lock=True)
         self.contacts = self.stored_contacts.by_key
         await self._statuses(tenant, merge, terms)
@@ -486,7 +487,9 @@ class _TenantImport:
         company = merge.field("company", spec.company, company_now)
         contact = merge.field("contact", spec.contact, contact_now)
         if not self.fits(contact, company):
-            if not self.fits(contact_now, company_now):
+            # A record that broke the rule before the import stays as it is: it is reported
+            # at the end as the CRM's to mend, not blamed on the file.
+            if not self.fits(contact_now, company_now) and record not in self.broken_before:
                 raise self.fail(record, f"contact '{contact_now}', kept from the CRM, would no "
                                 f"longer belong to its company '{company_now}': make the file "
                                 "agree with the CRM, or import with --overwrite")

@@ -23,6 +23,7 @@ from crm_mailer.db.models import (
     Contact,
     Lead,
     LeadStatus,
+    Project,
     ReviewPolicy,
     StatusKind,
     Tenant,
@@ -517,6 +518,72 @@ async def test_a_record_broken_before_the_import_is_shown_not_blamed_on_it(
     report = await load(sessions, document)
     assert lines(report, Action.CHANGED) == ["changed     tenant 'xyz', lead 11111: status"]
     assert lines(report, Action.INVALID) == []
+
+
+async def test_records_broken_before_are_listed_by_number_and_only_the_tenants_own(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    """Each rule's breaks, leads by number then projects, and never another tenant's: the
+    other tenant's broken lead has a number of its own, so it could not hide behind one."""
+    document = wider()
+    tenant = document["tenants"][0]
+    # 11111 at globex, whose rows follow acme's in the index on (tenant, company): read
+    # by that index, PostgreSQL returns 11112 first.
+    tenant["leads"][0].update(company="globex", contact="hank@globex.example")
+    tenant["leads"] += [{"number": number, "name": name, "company": "acme",
+                         "contact": "bob@acme.com"}
+                        for number, name in ((11112, "Wartung"), (11113, "Hosting"),
+                                             (11114, "Schulung"))]
+    other = factories.second_tenant()
+    other["leads"][0]["number"] = 11119
+    other["projects"] = [{"number": 20009, "name": "Other's project", "company": "acme"}]
+    await load(sessions, {"tenants": [*document["tenants"], other]})
+    for number in (11112, 11111):
+        await through_library(sessions, lambda leads, n=number: leads.convert_to_project(n))
+    async with sessions() as session, session.begin():
+        xyz, elsewhere = [await session.scalar(select(Tenant.id).where(Tenant.slug == slug))
+                          for slug in ("xyz", "other")]
+        open_status = await session.scalar(select(LeadStatus.id).where(
+            LeadStatus.tenant_id == xyz, LeadStatus.name == "Erstkontakt"))
+        hank = await session.scalar(select(Contact.id).where(
+            Contact.email == "hank@globex.example"))
+        # Each pair updated in reverse, so that the lower number's row version comes last:
+        # only an ORDER BY lists them by number.
+        for number in (11112, 11111):
+            await session.execute(update(Lead).where(Lead.tenant_id == xyz,
+                                                     Lead.number == number)
+                                  .values(status_id=open_status))
+        for number in (11114, 11113):
+            await session.execute(update(Lead).where(Lead.tenant_id == xyz,
+                                                     Lead.number == number)
+                                  .values(company_id=None))
+        await session.execute(update(Project).where(Project.tenant_id == xyz,
+                                                    Project.number == 20001)
+                              .values(contact_id=hank))
+        others_project = await session.scalar(select(Project.id).where(
+            Project.tenant_id == elsewhere))
+        await session.execute(update(Lead).where(Lead.tenant_id == elsewhere)
+                              .values(project_id=others_project, company_id=None))
+    report = await load(sessions, document)
+    kept = "; so before the import: fix it in the CRM"
+    converted = "converted to project {}, it must keep a won status, not 'Erstkontakt' (open)"
+    assert lines(report, Action.INVALID) == [
+        f"invalid     tenant 'xyz', lead 11111: {converted.format(20003)}{kept}",
+        f"invalid     tenant 'xyz', lead 11112: {converted.format(20002)}{kept}",
+        "invalid     tenant 'xyz', lead 11113: contact 'bob@acme.com' does not belong to its "
+        f"company (it has none){kept}",
+        "invalid     tenant 'xyz', lead 11114: contact 'bob@acme.com' does not belong to its "
+        f"company (it has none){kept}",
+        "invalid     tenant 'xyz', project 20001: contact 'hank@globex.example' does not "
+        f"belong to its company 'acme'{kept}"]
+    since = "kept: changed in the CRM since the last import"
+    assert lines(report, Action.CONFLICT) == [
+        f"conflict    tenant 'xyz', project 20001, contact: imported none, current "
+        f"'hank@globex.example'; {since}",
+        f"conflict    tenant 'xyz', lead 11113, company: imported 'acme', current none; {since}",
+        f"conflict    tenant 'xyz', lead 11114, company: imported 'acme', current none; {since}"]
+    report = await load(sessions, document, overwrite=True)  # the file's pairs mend them
+    assert [line.split(":")[0] for line in lines(report, Action.INVALID)] == [
+        "invalid     tenant 'xyz', lead 11111", "invalid     tenant 'xyz', lead 11112"]
 
 
 async def test_the_report_lists_records_in_the_files_order_with_tallies(

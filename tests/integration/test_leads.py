@@ -426,6 +426,9 @@ async def test_statuses_add_rename_reorder_and_delete_with_replacement(
         assert str(refused.value) == "name every status exactly once" + refusal
     with pytest.raises(Conflict, match="status 'Angebot' is used by 1 lead"):
         await statuses.delete("Angebot")
+    with pytest.raises(InvalidRequest) as itself:
+        await statuses.delete("Angebot", replacement="Angebot")
+    assert str(itself.value) == "the replacement must be another status"
     views = await statuses.delete("Angebot", replacement="Verhandlungsphase")
     assert [(v.name, v.leads) for v in views] == [("Erstkontakt", 1), ("Verhandlungsphase", 1),
                                                   ("Gewonnen", 1), ("Verloren", 1)]
