@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -246,6 +247,24 @@ async def test_two_revenue_changes_of_one_month_at_once_leave_the_later_one(
     later = await racing
     assert ("2027-03-01", Decimal("200.00")) in [(m.isoformat(), a)
                                                  for m, a in later.planned_revenues]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_a_lead_read_again_shows_what_another_session_committed_meanwhile(
+        crm: async_sessionmaker[AsyncSession]) -> None:
+    """The session keeps the lead it read; reading it again must not show that stale copy."""
+    async with writing(crm) as session:
+        library = LeadLibrary(session, await tenant_scope(session, "xyz"))
+        before = await library.get(11112)
+        async with writing(crm) as other:
+            changer = LeadLibrary(other, await tenant_scope(other, "xyz"))
+            await changer.update(11112, name="Renamed")
+            await changer.set_revenue(11112, "2027-04", "7.00")
+        again = await library.get(11112)
+    assert (before.name, again.name) == ("Wartung", "Renamed")
+    assert again.planned_revenues == (*before.planned_revenues,
+                                      (dt.date(2027, 4, 1), Decimal("7.00")))
 
 
 @pytest.mark.parametrize("include_won, include_lost, expected", [

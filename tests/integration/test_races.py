@@ -513,6 +513,25 @@ async def create_lead(session: AsyncSession) -> Any:
     return await (await leads(session)).create(name="Aus der Bibliothek", company="acme")
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_a_lead_created_while_another_tenant_imports_does_not_wait_for_it(
+        crm: async_sessionmaker[AsyncSession]) -> None:
+    """The tenant's lock is its own row: another tenant's import, holding that tenant's
+    row, holds up no one here. (SQLite serializes all writers: PostgreSQL only.)"""
+    other = factories.second_tenant()
+    other["leads"].append({"number": 11112, "name": "Neu", "company": "acme"})
+
+    async def create_here() -> Any:
+        async with writing(crm) as session:
+            return await create_lead(session)
+
+    async with writing(crm) as session:
+        await importing(other)(session)  # its transaction stays open meanwhile
+        created = await asyncio.wait_for(create_here(), timeout=10)
+    assert created.number == 11113
+
+
 async def test_a_lead_created_during_an_import_takes_the_next_free_number(
         crm: async_sessionmaker[AsyncSession]) -> None:
     _, created = await race(crm, importing_lead_11113(), create_lead)
