@@ -9,7 +9,8 @@ there the same two calls run one after the other and must stay just as correct.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm_mailer.db import repositories
 from crm_mailer.db.engine import writing
-from crm_mailer.db.models import HistoryChange, HistoryEntry
+from crm_mailer.db.models import HistoryChange, HistoryEntry, Lead, Tenant
 from crm_mailer.directory.importer import import_tenant
 from crm_mailer.directory.report import ImportReport
 from crm_mailer.directory.spec import parse_directory
@@ -193,6 +194,36 @@ async def test_a_bulk_contact_update_sees_a_company_change_made_meanwhile(
         refused)
     async with writing(crm) as session:
         lead = await (await leads(session)).get(11111)
+    assert (lead.company, lead.contact) == ("globex", None)
+
+
+@contextlib.asynccontextmanager
+async def session_holding_lead_11111(crm: async_sessionmaker[AsyncSession]
+                                      ) -> AsyncIterator[AsyncSession]:
+    """A session in which tenant xyz's lead 11111 was read and is still held."""
+    async with writing(crm) as session:
+        held = await session.scalar(select(Lead).join(Tenant).where(
+            Tenant.slug == "xyz", Lead.number == 11111))
+        assert held is not None and held.company_id is not None
+        yield session
+        del held
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_a_bulk_contact_update_in_a_session_still_holding_the_lead_sees_the_change(
+        crm: async_sessionmaker[AsyncSession]) -> None:
+    """The lead read before the company change is still in the session: the locked read
+    must replace that copy with what was committed, not check against it. (PostgreSQL:
+    on SQLite a reader cannot write after another writer committed.)"""
+    async with session_holding_lead_11111(crm) as session:
+        async with writing(crm) as other:
+            await set_company_globex(other)
+        with pytest.raises(InvalidRequest) as refused:
+            await (await leads(session)).update_many([11111], contact="carol@acme.com")
+    assert "lead 11111: contact 'carol@acme.com' does not belong to company 'globex'" in str(
+        refused.value)
+    lead = await committed_lead(crm, 11111)
     assert (lead.company, lead.contact) == ("globex", None)
 
 
