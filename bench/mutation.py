@@ -298,6 +298,8 @@ def report(found: dict[str, str], max_survival: float, review_file: Path) -> int
         print(f"\n{len(unmarked)} harmless survivor(s) reviewed without a fingerprint: check "
               "that each reason still fits its diff (`mutmut show NAME`), then run "
               "--fingerprint")
+        for name in unmarked:
+            print(f"- {name}")
     if changed:
         print(f"\n{len(changed)} survivor(s) whose review was of another edit (their "
               f"function changed since): {', '.join(changed)}")
