@@ -78,7 +78,9 @@ async def attachments_of(session: AsyncSession, tenant_id: int, kind: str,
 def choose(files: list[AttachedFile], which: str) -> AttachedFile:
     """An attachment by its 1-based index or its exact file name."""
     for file in files:
-        if which == file.filename or (which.isdigit() and int(which) == file.index):
+        # ASCII digits only: isdigit() is true of "²", and int() takes Arabic-Indic digits.
+        by_index = which.isascii() and which.isdigit() and int(which) == file.index
+        if which == file.filename or by_index:
             return file
     listed = ", ".join(f"{f.index} {f.filename or '(no name)'}" for f in files) or "none"
     raise NotFound(f"no attachment {which!r} (the attachments: {listed})")

@@ -119,7 +119,8 @@ def parse_listen(text: str) -> tuple[str, int]:
     """"HOST:PORT" (an IPv6 host in brackets) -> (host, port); ValueError if it is not."""
     host, sep, port = text.rpartition(":")
     host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+    digits = port.isascii() and port.isdigit()  # isdigit() alone is true of "²"
+    if not sep or not host or not digits or not 0 <= int(port) <= 65535:
         raise ValueError(f"{text!r} is not HOST:PORT")
     return host, int(port)
 

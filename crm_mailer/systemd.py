@@ -40,7 +40,8 @@ class Notifier:
         address = environ.pop("NOTIFY_SOCKET", None) or None
         usec = environ.pop("WATCHDOG_USEC", None)
         pid = environ.pop("WATCHDOG_PID", None)
-        watchdog = int(usec) if usec and usec.isdigit() and int(usec) > 0 else None
+        digits = usec is not None and usec.isascii() and usec.isdigit()
+        watchdog = int(usec) if usec and digits and int(usec) > 0 else None
         if pid is not None and pid != str(os.getpid()):
             watchdog = None  # meant for another process
         return cls(address, watchdog)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from crm_mailer.errors import InvalidRequest
 
-_MONTH = re.compile(r"(\d{4})-(\d{2})")
+# ASCII digits only: Python's \d and Decimal() also take other scripts' digits, "1e3" and
+# "1_000", none of which is the documented form.
+_MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
+_AMOUNT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 MAX_AMOUNT = Decimal("999999999999.99")
 
 
@@ -24,13 +27,13 @@ def parse_amount(value: object) -> Decimal:
     """A net amount: a decimal with at most two places, 0 to MAX_AMOUNT, never a float."""
     if isinstance(value, bool | float) or not isinstance(value, str | int | Decimal):
         raise InvalidRequest(f"amount {value!r} must be a decimal string such as '1234.50'")
-    try:
-        amount = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise InvalidRequest(f"amount {value!r} is not a decimal number") from None
+    text = str(value).strip()
+    if isinstance(value, str) and not _AMOUNT.fullmatch(text):
+        raise InvalidRequest(f"amount {value!r} is not a decimal number such as '1234.50'")
+    amount = Decimal(text)  # a str is of _AMOUNT's form here, and an int or Decimal is one
     exponent = amount.as_tuple().exponent
     if not amount.is_finite() or not isinstance(exponent, int) or exponent < -2:
         raise InvalidRequest(f"amount {value!r} must have at most two decimal places")
     if amount < 0 or amount > MAX_AMOUNT:
         raise InvalidRequest(f"amount {value!r} must be between 0 and {MAX_AMOUNT}")
-    return amount.quantize(Decimal("0.01"))
+    return amount.quantize(Decimal("0.01")) + 0  # + 0: "-0" is stored as 0.00

@@ -70,6 +70,12 @@ def test_the_original_and_its_attachments_of_filed_and_waiting_mail(
 
     assert fails(env, "history", "attachment", str(entry["id"]), "3") == (
         "crm-mailer: no attachment '3' (the attachments: 1 Angebot Müller.pdf, 2 notes.txt)")
+    # A digit of another script is no index (int() takes Arabic-Indic digits, and
+    # isdigit() is true of a superscript two).
+    for which in ("²", "١"):
+        assert fails(env, "history", "attachment", str(entry["id"]), which) == (
+            f"crm-mailer: no attachment '{which}' (the attachments: 1 Angebot Müller.pdf, "
+            "2 notes.txt)")
     assert fails(env, "history", "raw", str(entry["id"] + 100)) \
         == f"crm-mailer: no history entry {entry['id'] + 100}"
     assert fails(env, "pending", "raw", str(pending["id"] + 100)) \

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from crm_mailer.errors import ConfigError
-from crm_mailer.settings import Settings, auto_workers, load_settings
+from crm_mailer.settings import Settings, auto_workers, load_settings, parse_listen
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -109,3 +109,21 @@ def test_a_bad_number_of_workers_names_the_key(tmp_path: Path, raw: str) -> None
         load_settings(config, {})
     with pytest.raises(ConfigError, match=r"^CRM_MAILER_WORKERS: must be between 1 and 256"):
         load_settings(None, {"CRM_MAILER_WORKERS": "0"})
+
+
+@pytest.mark.parametrize("text, listen", [
+    ("127.0.0.1:9125", ("127.0.0.1", 9125)),
+    ("[::1]:0", ("::1", 0)),
+    ("localhost:65535", ("localhost", 65535)),
+])
+def test_a_listen_address_is_host_and_port(text: str, listen: tuple[str, int]) -> None:
+    assert parse_listen(text) == listen
+
+
+@pytest.mark.parametrize("text", ["127.0.0.1", "127.0.0.1:", ":9125", "127.0.0.1:65536",
+                                  "127.0.0.1:-1", "127.0.0.1:²", "127.0.0.1:٩١٢٥",
+                                  "127.0.0.1:9_125", "127.0.0.1: 9125"])
+def test_anything_else_is_not_host_and_port(text: str) -> None:
+    with pytest.raises(ValueError) as refused:
+        parse_listen(text)
+    assert str(refused.value) == f"{text!r} is not HOST:PORT"
