@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -125,13 +126,33 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+# ASCII digits: int() also takes other scripts' digits ("١٢") and underscores ("1_000").
+_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
+_DECIMAL_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+
+
+def whole_number(text: str) -> int:
+    """A whole number as a person types it; ValueError if `text` is none."""
+    if not _WHOLE_NUMBER.fullmatch(stripped := text.strip()):
+        raise ValueError(f"{text!r} is not a whole number")
+    return int(stripped)
+
+
+def decimal_number(text: str) -> float:
+    """A number with an optional fraction as a person types it (no "1e3", "inf" or "nan");
+    ValueError if `text` is none."""
+    if not _DECIMAL_NUMBER.fullmatch(stripped := text.strip()):
+        raise ValueError(f"{text!r} is not a number")
+    return float(stripped)
+
+
 def parse_workers(text: str) -> int:
     """A number of workers as `serve --workers` takes it: a whole number, or "auto"."""
     if text.strip().lower() == "auto":
         return auto_workers()
     low, high = INTEGER_RANGES["workers"]
     try:
-        number = int(text)
+        number = whole_number(text)
     except ValueError:
         raise ValueError(f"must be a whole number or 'auto', not {text!r}") from None
     if not low <= number <= high:
@@ -153,7 +174,7 @@ def _coerce(key: str, raw: Any, type_name: str, from_env: bool) -> Any:
         if type_name == "int":
             if isinstance(raw, bool) or not (from_env or isinstance(raw, int)):
                 raise ValueError
-            number = int(raw)
+            number = whole_number(raw) if isinstance(raw, str) else int(raw)
             low, high = INTEGER_RANGES[key]
             if not low <= number <= high:
                 raise ConfigError(f"{where}: must be between {low} and {high}, not {raw!r}")
@@ -173,7 +194,7 @@ def _coerce(key: str, raw: Any, type_name: str, from_env: bool) -> Any:
         if type_name == "float":
             if isinstance(raw, bool) or not (from_env or isinstance(raw, int | float)):
                 raise ValueError
-            seconds = float(raw)
+            seconds = decimal_number(raw) if isinstance(raw, str) else float(raw)
             if not seconds >= 0:
                 raise ValueError
             return seconds

@@ -12,16 +12,16 @@ from decimal import Decimal
 
 from crm_mailer.errors import InvalidRequest
 from crm_mailer.leads.values import parse_amount, parse_month
-from crm_mailer.settings import INTEGER_RANGES, parse_workers
+from crm_mailer.settings import INTEGER_RANGES, decimal_number, parse_workers, whole_number
 
 MAX_COUNT = 2**63 - 1  # what a database's LIMIT and OFFSET take
 
 
 def _integer(text: str) -> int:
     try:
-        return int(text.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        return whole_number(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def port(text: str) -> int:
@@ -54,10 +54,10 @@ def identifier(text: str) -> int:
 def days(text: str) -> float:
     """A number of days, 0 or more; fractions allowed (0.5 is twelve hours)."""
     try:
-        value = float(text.strip())
+        value = decimal_number(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
-    if not 0 <= value < 1e6:  # NaN fails this too
+    if not 0 <= value < 1e6:
         raise argparse.ArgumentTypeError(f"{text.strip()} days must be from 0 to 999999")
     return value
 

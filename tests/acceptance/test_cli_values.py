@@ -27,6 +27,11 @@ BEYOND_BIGINT = str(2**63)  # past its bigint: lead and project numbers
     (("pending", "show", "0"), "ID", "0 must be 1 or more"),
     (("history", "list", "--lead", "-5"), "--lead", "-5 must be 1 or more"),
     (("leads", "show", "abc"), "number", "'abc' is not a whole number"),
+    # int() would read these as 11111 and 1, float() as 1000 days.
+    (("leads", "show", "1_1111"), "number", "'1_1111' is not a whole number"),
+    (("pending", "show", "\u0661"), "ID", "'\u0661' is not a whole number"),
+    (("pending", "expire", "--older-than", "1e3"), "--older-than",
+     "'1e3' is not a number of days"),
     (("pipeline", "--from", "2027-13"), "--from", "month '2027-13' must be YYYY-MM"),
     (("pipeline", "--to", "0000-12"), "--to", "month '0000-12' must be YYYY-MM"),
     (("leads", "revenue", "11111", "--month", "2027-01", "--amount", "-5"), "--amount",
