@@ -681,6 +681,49 @@ async def test_rematch_leaves_mail_waiting_for_its_review_check_as_it_is(
     assert await history(sessions) == [entry]
 
 
+async def test_rematch_counts_every_waiting_item_once_and_only_its_own_tenants(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    """Filed, updated and unchanged add up to the tenant's waiting items, whatever their
+    order: mail waiting for its review check first, then mail that stays as it was, then
+    mail a directory change makes certain or changes. The other tenant's waiting mail,
+    which this tenant's directory would read differently, is neither counted nor touched."""
+    document = directory()
+    xyz = document["tenants"][0]
+    xyz["review"] = "all"
+    await load_directory(crm, document)
+    for to in ("bob@acme.com", "carol@acme.com"):  # certain: filed, waiting for the check
+        assert (await smtp.send(factories.mail(subject="Lead 11111", to=to))).code == 250
+    for number, to in ((99998, "bob@acme.com"), (99999, "carol@acme.com")):
+        assert (await smtp.send(factories.mail(subject=f"Lead {number}", to=to))).code == 250
+    for to in ("dave@acme.com", "erin@acme.com", "frank@acme.com"):
+        subject = "Lead 11111" if to == "dave@acme.com" else "Lead 11118"
+        assert (await smtp.send(factories.mail(subject=subject, to=to))).code == 250
+    reply = await smtp.send(
+        factories.mail(sender="Xaver <x@other.example>", to="dave@acme.com",
+                       subject="Lead 11111"), recipients=["crm@crm.other.example"])
+    assert reply.code == 250
+    before = sorted(await pending(crm), key=lambda item: item["id"])
+    assert [item["reasons"] for item in before] == [
+        ["review"], ["review"], ["unknown_number"], ["unknown_number"], ["no_contact"],
+        ["unknown_number", "no_contact"], ["unknown_number", "no_contact"]]
+    [others] = await pending(crm, "other")
+    assert others["reasons"] == ["no_contact"]
+    xyz["contacts"] += [{"email": f"{name}@acme.com", "company": "acme"}
+                        for name in ("dave", "erin", "frank")]
+    await load_directory(crm, document)
+    report = await decide(crm, "rematch")
+    assert (report.filed, report.updated, report.unchanged) == (1, 2, 4)
+    after = sorted(await pending(crm), key=lambda item: item["id"])
+    assert [item["id"] for item in after] == [item["id"] for item in before]
+    assert [item["reasons"] for item in after] == [
+        ["review"], ["review"], ["unknown_number"], ["unknown_number"], ["review"],
+        ["unknown_number"], ["unknown_number"]]
+    assert await pending(crm, "other") == [others]
+    assert sorted(e["contact"] for e in await history(crm)) == [
+        "bob@acme.com", "carol@acme.com", "dave@acme.com"]
+    assert await history(crm, "other") == []
+
+
 async def test_rematch_under_review_all_files_newly_certain_mail_and_keeps_it_for_a_check(
         sessions: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
     document = reviewed_directory()
