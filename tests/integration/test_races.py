@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm_mailer.db import repositories
 from crm_mailer.db.engine import writing
-from crm_mailer.db.models import HistoryChange, HistoryEntry, Lead, Tenant
+from crm_mailer.db.models import HistoryChange, HistoryEntry, Lead, PendingMatch, Tenant
 from crm_mailer.directory.importer import import_tenant
 from crm_mailer.directory.report import ImportReport
 from crm_mailer.directory.spec import parse_directory
@@ -154,6 +154,35 @@ async def test_a_reject_after_rematch_filed_the_mail_is_refused(
     [entry] = await history(crm)
     assert (entry["lead"], entry["contact"], entry["filed_by"]) == (
         11111, "dave@acme.com", "crm-mailer (rematch)")
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_rematch_in_a_session_still_holding_an_item_another_rematch_filed_leaves_it(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    """Under review = all, rematch files a mail and leaves it waiting for its check. A
+    rematch in a session that read the item before must go by what was committed, not
+    file the mail again from its old copy. (PostgreSQL: on SQLite a reader cannot write
+    after another writer committed.)"""
+    item = await queued(smtp, crm, subject="Lead 11111", to="dave@acme.com")
+    document = directory()
+    document["tenants"][0]["review"] = "all"
+    document["tenants"][0]["contacts"].append({"email": "dave@acme.com", "company": "acme"})
+    await load_directory(crm, document)
+    async with writing(crm) as session:
+        held = await session.get(PendingMatch, item["id"])
+        assert held is not None and held.reasons == ["no_contact"]
+        async with writing(crm) as other:
+            first = await (await queue(other)).rematch()
+        again = await (await queue(session)).rematch()
+        del held
+    assert (first.filed, first.updated, first.unchanged) == (1, 0, 0)
+    assert (again.filed, again.updated, again.unchanged) == (0, 0, 1)
+    [entry] = await history(crm)
+    assert (entry["lead"], entry["contact"], entry["filed_by"]) == (
+        11111, "dave@acme.com", "crm-mailer (rematch)")
+    [left] = await pending(crm)
+    assert (left["id"], left["reasons"]) == (item["id"], ["review"])
 
 
 async def test_rematch_after_a_confirm_leaves_the_confirmed_mail_alone(
