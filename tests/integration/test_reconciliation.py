@@ -420,6 +420,28 @@ async def test_rematch_files_what_directory_changes_made_certain(
         "erin@acme.com"]
 
 
+async def test_rematch_files_a_reply_waiting_with_its_parent_in_the_same_pass(
+        crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
+    """Waiting items are matched again oldest first: the parent filed in the pass lets the
+    reply that waits with it follow at once, not in the next rematch."""
+    parent = await queued(smtp, crm, subject="Lead 11111", to="dave@acme.com",
+                          message_id="<parent@xyz.de>")
+    assert parent["reasons"] == ["no_contact"]
+    assert (await smtp.send(factories.mail(
+        subject="Re: Angebot", message_id="<reply@xyz.de>",
+        headers={"In-Reply-To": "<parent@xyz.de>"}))).code == 250
+    reply = next(i for i in await pending(crm) if i["id"] != parent["id"])
+    assert reply["reasons"] == ["thread_waiting"]
+    document = directory()
+    document["tenants"][0]["contacts"].append({"email": "dave@acme.com", "company": "acme"})
+    await load_directory(crm, document)
+    report = await decide(crm, "rematch")
+    assert (report.filed, report.updated, report.unchanged) == (2, 0, 0)
+    assert sorted((e["lead"], e["contact"], e["subject"]) for e in await history(crm)) == [
+        (11111, "bob@acme.com", "Re: Angebot"), (11111, "dave@acme.com", "Lead 11111")]
+    assert await pending(crm) == []
+
+
 async def test_a_filed_entry_can_be_moved_with_an_audit_record(
         crm: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
     assert (await smtp.send(factories.mail(subject="Lead 11111"))).code == 250
