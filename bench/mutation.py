@@ -314,7 +314,8 @@ def report(found: dict[str, str], max_survival: float, review_file: Path) -> int
     return 0 if rate <= max_survival and not unreviewed and not unchecked else 1
 
 
-def run(mutants: Iterable[str], jobs: int, screen: bool) -> int:
+def run(mutants: Iterable[str], jobs: int, screen: bool, screen_tests: int = 40,
+        screen_only: bool = False) -> int:
     """`mutmut run` against one throwaway PostgreSQL cluster, started unless one is given;
     with `screen`, the fast tests see every unchecked mutant first (bench/mutation_screen.py)."""
     check_postfix()
@@ -339,9 +340,9 @@ def run(mutants: Iterable[str], jobs: int, screen: bool) -> int:
                 print(prepared.stdout[-5000:], prepared.stderr[-5000:], file=sys.stderr)
                 return prepared.returncode or 1
             code = subprocess.run([sys.executable, str(SCREEN), str(MUTANTS),
-                                   "--jobs", str(jobs)], cwd=ROOT, env=env,
-                                  check=False).returncode
-            if code:
+                                   "--jobs", str(jobs), "--max-tests", str(screen_tests)],
+                                  cwd=ROOT, env=env, check=False).returncode
+            if code or screen_only:
                 return code
         return subprocess.run([*mutmut, *mutants], cwd=ROOT, env=env, check=False).returncode
     finally:
@@ -362,6 +363,12 @@ def main() -> int:
     parser.add_argument("--no-screen", action="store_true",
                         help="leave every mutant to mutmut's full run, without the screen "
                              "of the fast tests first")
+    parser.add_argument("--screen-tests", type=int, default=40, metavar="N",
+                        help="the screen runs the fastest N in-process tests of a mutant "
+                             "(default 40); with few mutants left, 1000 catches more of them "
+                             "in a minute than mutmut does in an hour")
+    parser.add_argument("--screen-only", action="store_true",
+                        help="stop after the screen: mutmut's full run is left for later")
     parser.add_argument("--sample", metavar="DIGITS", default="",
                         help="only the mutants whose number ends in one of these digits")
     parser.add_argument("--save", action="store_true",
@@ -402,7 +409,8 @@ def main() -> int:
         sample = [f"*__mutmut_*{digit}" for digit in sorted(set(args.sample))]
         named = [*args.mutants, *sample]
         try:
-            code = run(named, args.jobs, screen=not (args.no_screen or named))
+            code = run(named, args.jobs, screen=not (args.no_screen or named),
+                       screen_tests=args.screen_tests, screen_only=args.screen_only)
         finally:
             print(f"saved {save(SAVED)} verdict(s) to {SAVED.relative_to(ROOT)}")
         if code:

@@ -58,7 +58,7 @@ def fast_tests(tests: list[str], duration: dict[str, float],
     return tuple(sorted(chosen, key=lambda t: (duration.get(t, 0.0), t))[:limit])
 
 
-def unchecked(mutants_dir: Path) -> Iterator[Mutant]:
+def unchecked(mutants_dir: Path, limit: int = MAX_TESTS) -> Iterator[Mutant]:
     """Every mutant without a verdict yet, with the fast tests that reach its function."""
     stats = json.loads((mutants_dir / "mutmut-stats.json").read_text())
     by_function: dict[str, list[str]] = stats["tests_by_mangled_function_name"]
@@ -68,7 +68,7 @@ def unchecked(mutants_dir: Path) -> Iterator[Mutant]:
             if exit_code is not None:
                 continue
             function = Mutant(name, meta, ()).switch.partition("__mutmut_")[0]
-            tests = fast_tests(by_function.get(function, []), duration)
+            tests = fast_tests(by_function.get(function, []), duration, limit)
             if tests:
                 yield Mutant(name, meta, tests)
 
@@ -127,12 +127,13 @@ def _wait(running: Running, limit: float) -> tuple[Mutant | None, int]:
         time.sleep(0.02)
 
 
-def screen(mutants_dir: Path, jobs: int, timeout: int) -> tuple[int, int]:
+def screen(mutants_dir: Path, jobs: int, timeout: int,
+           limit: int = MAX_TESTS) -> tuple[int, int]:
     """Screen every unchecked mutant; returns (screened, killed). Runs in mutants/, on the
     mutated copy of the code, as mutmut's own runs do."""
     os.chdir(mutants_dir)
     sys.path.insert(0, str(mutants_dir))
-    mutants = list(unchecked(mutants_dir))
+    mutants = list(unchecked(mutants_dir, limit))
     if not mutants:
         return 0, 0
     every_test = tuple(sorted({t for m in mutants for t in m.tests}))
@@ -161,7 +162,8 @@ def screen(mutants_dir: Path, jobs: int, timeout: int) -> tuple[int, int]:
             running[_fork(mutant.tests, mutant.switch, timeout)] = (mutant, time.monotonic())
         if not running:
             break
-        ended, code = _wait(running, limit=timeout * 4)
+        # A child may run `limit` tests: it gets the time of four slow ones, or of all.
+        ended, code = _wait(running, limit=timeout * max(4, limit // 10))
         done += 1
         if ended is not None and code == KILLED:
             killed.append(ended)
@@ -185,11 +187,16 @@ def main() -> int:
     parser.add_argument("--timeout", type=int, default=20,
                         help="seconds a test may take (pytest-timeout); a child over four "
                              "times that is stopped and its mutant left to mutmut")
+    parser.add_argument("--max-tests", type=int, default=MAX_TESTS,
+                        help="the fastest this many in-process SQLite tests run for each "
+                             f"mutant (default {MAX_TESTS}); more screen the mutants left "
+                             "after a run more closely, at the cost of time for survivors")
     args = parser.parse_args()
     if not (args.mutants_dir / "mutmut-stats.json").exists():
         parser.error(f"{args.mutants_dir} holds no mutmut-stats.json: mutmut has not "
                      "collected which tests reach which function yet")
-    screened, killed = screen(args.mutants_dir.resolve(), args.jobs, args.timeout)
+    screened, killed = screen(args.mutants_dir.resolve(), args.jobs, args.timeout,
+                              args.max_tests)
     print(f"screen: {killed} of {screened} mutant(s) killed by the fast tests; "
           "the rest are left to mutmut")
     return 0
