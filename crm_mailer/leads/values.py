@@ -36,4 +36,4 @@ def parse_amount(value: object) -> Decimal:
         raise InvalidRequest(f"amount {value!r} must have at most two decimal places")
     if amount < 0 or amount > MAX_AMOUNT:
         raise InvalidRequest(f"amount {value!r} must be between 0 and {MAX_AMOUNT}")
-    return amount.quantize(Decimal("0.01")) + 0  # + 0: "-0" is stored as 0.00
+    return amount.quantize(Decimal("0.01")) + 0  # + 0: "-0" reads 0.00, not -0.00
