@@ -16,6 +16,7 @@ from crm_mailer.db import repositories
 from crm_mailer.db.models import HistoryEntry, InboundMessage, PendingMatch, fits
 from crm_mailer.errors import NotFound
 from crm_mailer.mail.parse import Attachment, attachment_contents
+from crm_mailer.numbers import is_digits
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +79,7 @@ async def attachments_of(session: AsyncSession, tenant_id: int, kind: str,
 def choose(files: list[AttachedFile], which: str) -> AttachedFile:
     """An attachment by its 1-based index or its exact file name."""
     for file in files:
-        # ASCII digits only: isdigit() is true of "²", and int() takes Arabic-Indic digits.
-        by_index = which.isascii() and which.isdigit() and int(which) == file.index
+        by_index = is_digits(which) and int(which) == file.index
         if which == file.filename or by_index:
             return file
     listed = ", ".join(f"{f.index} {f.filename or '(no name)'}" for f in files) or "none"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from crm_mailer.errors import ConfigError
+from crm_mailer.numbers import decimal_number, is_digits, whole_number
 
 ENV_PREFIX = "CRM_MAILER_"
 CONFIG_ENV = "CRM_MAILER_CONFIG"
@@ -120,30 +120,9 @@ def parse_listen(text: str) -> tuple[str, int]:
     """"HOST:PORT" (an IPv6 host in brackets) -> (host, port); ValueError if it is not."""
     host, sep, port = text.rpartition(":")
     host = host.strip("[]")
-    digits = port.isascii() and port.isdigit()  # isdigit() alone is true of "²"
-    if not sep or not host or not digits or not 0 <= int(port) <= 65535:
+    if not sep or not host or not is_digits(port) or not 0 <= int(port) <= 65535:
         raise ValueError(f"{text!r} is not HOST:PORT")
     return host, int(port)
-
-
-# ASCII digits: int() also takes other scripts' digits ("١٢") and underscores ("1_000").
-_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
-_DECIMAL_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
-
-
-def whole_number(text: str) -> int:
-    """A whole number as a person types it; ValueError if `text` is none."""
-    if not _WHOLE_NUMBER.fullmatch(stripped := text.strip()):
-        raise ValueError(f"{text!r} is not a whole number")
-    return int(stripped)
-
-
-def decimal_number(text: str) -> float:
-    """A number with an optional fraction as a person types it (no "1e3", "inf" or "nan");
-    ValueError if `text` is none."""
-    if not _DECIMAL_NUMBER.fullmatch(stripped := text.strip()):
-        raise ValueError(f"{text!r} is not a number")
-    return float(stripped)
 
 
 def parse_workers(text: str) -> int:

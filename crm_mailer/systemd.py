@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 
 import structlog
 
+from crm_mailer.numbers import is_digits
+
 log = structlog.get_logger("crm_mailer.systemd")
 
 SERVING = "serving; database reachable"
@@ -40,8 +42,7 @@ class Notifier:
         address = environ.pop("NOTIFY_SOCKET", None) or None
         usec = environ.pop("WATCHDOG_USEC", None)
         pid = environ.pop("WATCHDOG_PID", None)
-        digits = usec is not None and usec.isascii() and usec.isdigit()
-        watchdog = int(usec) if usec and digits and int(usec) > 0 else None
+        watchdog = int(usec) if usec and is_digits(usec) and int(usec) > 0 else None
         if pid is not None and pid != str(os.getpid()):
             watchdog = None  # meant for another process
         return cls(address, watchdog)

@@ -12,7 +12,8 @@ from decimal import Decimal
 
 from crm_mailer.errors import InvalidRequest
 from crm_mailer.leads.values import parse_amount, parse_month
-from crm_mailer.settings import INTEGER_RANGES, decimal_number, parse_workers, whole_number
+from crm_mailer.numbers import decimal_number, whole_number
+from crm_mailer.settings import INTEGER_RANGES, parse_workers
 
 MAX_COUNT = 2**63 - 1  # what a database's LIMIT and OFFSET take
 

@@ -7,11 +7,10 @@ import re
 from decimal import Decimal
 
 from crm_mailer.errors import InvalidRequest
+from crm_mailer.numbers import exact_decimal
 
-# ASCII digits only: Python's \d and Decimal() also take other scripts' digits, "1e3" and
-# "1_000", none of which is the documented form.
+# ASCII digits only: Python's \d also takes other scripts' digits.
 _MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
-_AMOUNT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 MAX_AMOUNT = Decimal("999999999999.99")
 
 
@@ -27,10 +26,11 @@ def parse_amount(value: object) -> Decimal:
     """A net amount: a decimal with at most two places, 0 to MAX_AMOUNT, never a float."""
     if isinstance(value, bool | float) or not isinstance(value, str | int | Decimal):
         raise InvalidRequest(f"amount {value!r} must be a decimal string such as '1234.50'")
-    text = str(value).strip()
-    if isinstance(value, str) and not _AMOUNT.fullmatch(text):
-        raise InvalidRequest(f"amount {value!r} is not a decimal number such as '1234.50'")
-    amount = Decimal(text)  # a str is of _AMOUNT's form here, and an int or Decimal is one
+    try:  # a string as a person types a number (numbers.py); an int or Decimal as it is
+        amount = exact_decimal(value) if isinstance(value, str) else Decimal(value)
+    except ValueError:
+        raise InvalidRequest(f"amount {value!r} is not a decimal number such as '1234.50'") \
+            from None
     exponent = amount.as_tuple().exponent
     if not amount.is_finite() or not isinstance(exponent, int) or exponent < -2:
         raise InvalidRequest(f"amount {value!r} must have at most two decimal places")

@@ -38,6 +38,8 @@ BEYOND_BIGINT = str(2**63)  # past its bigint: lead and project numbers
      "amount '-5' must be between 0 and"),
     (("leads", "revenue", "11111", "--month", "2027-01", "--amount", "1.234"), "--amount",
      "amount '1.234' must have at most two decimal places"),
+    (("leads", "revenue", "11111", "--month", "2027-01", "--amount", "1_000"), "--amount",
+     "amount '1_000' is not a decimal number such as '1234.50'"),
     (("statuses", "add", "Neu", "--kind", "open", "--position", "0"), "--position",
      "0 must be 1 or more"),
 ])

@@ -13,10 +13,8 @@ from crm_mailer.errors import ConfigError
 from crm_mailer.settings import (
     Settings,
     auto_workers,
-    decimal_number,
     load_settings,
     parse_listen,
-    whole_number,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,32 +132,6 @@ def test_anything_else_is_not_host_and_port(text: str) -> None:
     with pytest.raises(ValueError) as refused:
         parse_listen(text)
     assert str(refused.value) == f"{text!r} is not HOST:PORT"
-
-
-@pytest.mark.parametrize("text, number", [("0", 0), (" 42 ", 42), ("-3", -3), ("+7", 7),
-                                          ("0012", 12)])
-def test_a_whole_number_is_ascii_digits_with_a_sign(text: str, number: int) -> None:
-    assert whole_number(text) == number
-
-
-@pytest.mark.parametrize("text, number", [("0.5", 0.5), ("2", 2.0), (".25", 0.25),
-                                          ("3.", 3.0), ("-1.5", -1.5)])
-def test_a_decimal_number_has_an_optional_fraction(text: str, number: float) -> None:
-    assert decimal_number(text) == number
-
-
-# int() and float() take all of these; a person typing a number means none of them.
-@pytest.mark.parametrize("text", ["", " ", "1_000", "١٢", "１２", "²", "1e3", "0x10", "inf",
-                                  "nan", "1.5", "--1", "1 2"])
-def test_anything_else_is_not_a_whole_number(text: str) -> None:
-    with pytest.raises(ValueError, match=r" is not a whole number$"):
-        whole_number(text)
-
-
-@pytest.mark.parametrize("text", ["", ".", "1_000.5", "١.٥", "1e3", "inf", "nan", "1.2.3"])
-def test_anything_else_is_not_a_decimal_number(text: str) -> None:
-    with pytest.raises(ValueError, match=r" is not a number$"):
-        decimal_number(text)
 
 
 @pytest.mark.parametrize("env", [{"CRM_MAILER_WORKERS": "٢"}, {"CRM_MAILER_WORKERS": "1_6"},

@@ -80,6 +80,15 @@ def test_a_watchdog_meant_for_another_process_is_not_fed() -> None:
     assert Notifier.from_environment(environ).watchdog_usec is None
 
 
+@pytest.mark.parametrize("usec", ["", "0", "-5", "abc", "3e7", "3_000_000", "\u00b2",
+                                  "\u0663\u0660"])
+def test_a_watchdog_interval_that_is_not_whole_microseconds_is_not_fed(usec: str) -> None:
+    environ = {"NOTIFY_SOCKET": "/run/notify", "WATCHDOG_USEC": usec}
+    notifier = Notifier.from_environment(environ)
+    assert notifier.enabled and notifier.watchdog_usec is None
+    assert environ == {}
+
+
 def test_outside_systemd_nothing_is_sent() -> None:
     notifier = Notifier.from_environment({})
     assert not notifier.enabled

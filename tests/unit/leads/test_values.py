@@ -37,6 +37,9 @@ def test_anything_else_is_refused_by_name(text: str) -> None:
     (str(MAX_AMOUNT), MAX_AMOUNT),
     ("-0", Decimal("0.00")),
     (Decimal("1E+3"), Decimal("1000.00")),  # a JSON number as the import reads it
+    ("+5", Decimal("5.00")),  # typed as numbers.py takes any number: sign and point optional
+    (".5", Decimal("0.50")),
+    ("1.", Decimal("1.00")),
 ])
 def test_an_amount_has_two_places_up_to_the_largest(value: object, amount: Decimal) -> None:
     parsed = parse_amount(value)
@@ -46,8 +49,8 @@ def test_an_amount_has_two_places_up_to_the_largest(value: object, amount: Decim
 
 @pytest.mark.parametrize("value, why", [
     *((text, "is not a decimal number such as '1234.50'")
-      for text in ("abc", "", "1e3", "1_000", "+5", "١٢٣", "１２３", ".5", "1.", "1,50",
-                   "0x10", "sNaN", "NaN", "Infinity")),
+      for text in ("abc", "", ".", "1e3", "1_000", "١٢٣", "１２３", "1,50", "0x10", "sNaN",
+                   "NaN", "Infinity", "+-5")),
     ("1.005", "must have at most two decimal places"),
     (Decimal("Infinity"), "must have at most two decimal places"),
     (Decimal("NaN"), "must have at most two decimal places"),
