@@ -102,11 +102,11 @@ async def test_an_address_bomb_does_not_hold_up_another_session(
 async def test_an_address_header_longer_than_its_addresses_can_need_is_refused_fast(
         example: async_sessionmaker[AsyncSession], smtp: SmtpClient) -> None:
     bomb = (b"From: alice@xyz.de\r\nTo: " + b"," * 200_000 + b"\r\nSubject: x\r\n\r\nx\r\n")
-    started = time.perf_counter()
+    started = time.process_time()  # the server's work, in this process: not stretched by load
     reply = await smtp.send(bomb)
     assert (reply.code, reply.text[:5]) == (554, "5.6.0"), reply
     assert "To header is longer than 128000 bytes" in reply.text
-    assert time.perf_counter() - started < 2
+    assert time.process_time() - started < 2
 
 
 async def test_too_many_addresses_in_one_header_are_refused_naming_the_limit(

@@ -139,7 +139,7 @@ async def test_a_signed_message_with_a_monstrous_header_is_not_verified(
     # dkimpy joins folded lines in quadratic time: past MAX_DKIM_FOLDS it is not asked.
     padded = sign(factories.mail(), key).replace(
         b"Subject:", b"X-Pad: x" + b"\r\n y" * 1500 + b"\r\nSubject:", 1)
-    started = time.perf_counter()
+    started = time.process_time()  # the server's work, in this process: not stretched by load
     reply = await proving.send(padded, sender="SRS0=x=y@forwarder.example")
     assert (reply.code, reply.text[:5]) == (550, "5.7.1"), reply
-    assert time.perf_counter() - started < 2
+    assert time.process_time() - started < 2

@@ -330,14 +330,15 @@ def test_a_bounce_returns_a_message_but_forwards_none() -> None:
 
 
 # --- hostile input ------------------------------------------------------------------------
+# Time is this thread's CPU time: the work done, which a busy machine does not stretch.
 
 def test_five_mb_of_von_lines_is_no_forward_and_read_fast() -> None:
     raw = (b"From: alice@xyz.de\r\nSubject: WG: x\r\nContent-Type: text/plain; charset=utf-8"
            b"\r\n\r\n" + b"Von: \r\n" * (5 * 1024 * 1024 // 7))
-    started = time.perf_counter()
+    started = time.thread_time()
     assert parse_message(raw).forwarded is None
     assert forwarded_original("WG: x", "Von: \n" * (5 * 1024 * 1024 // 6)) is None
-    assert time.perf_counter() - started < 2
+    assert time.thread_time() - started < 2
 
 
 @pytest.mark.parametrize("body", [
@@ -357,9 +358,9 @@ def test_five_mb_of_von_lines_is_no_forward_and_read_fast() -> None:
     "Von: a <b@c> Gesendet: An: Cc: Betreff:" * 100_000,
 ])
 def test_hostile_bodies_are_read_in_linear_time_without_error(body: str) -> None:
-    started = time.perf_counter()
+    started = time.thread_time()
     forwarded_original("WG: x", body)
-    assert time.perf_counter() - started < 0.5
+    assert time.thread_time() - started < 0.5
 
 
 def nested_forwards(depth: int) -> bytes:
@@ -377,12 +378,12 @@ def nested_forwards(depth: int) -> bytes:
 
 
 def test_nested_attached_messages_twenty_deep_give_the_outermost_fast() -> None:
-    started = time.perf_counter()
+    started = time.thread_time()
     found = parse_message(nested_forwards(21)).forwarded
     assert found is not None
     assert (found.from_address, found.subject, found.further_originals) == \
         ("sender2@acme.com", "level 2", 0)
-    assert time.perf_counter() - started < 1
+    assert time.thread_time() - started < 1
 
 
 def test_attached_messages_nested_twenty_deep_are_not_descended_into() -> None:

@@ -62,21 +62,22 @@ def test_the_field_count_limit_is_named() -> None:
         block(b"X: y\r\n" * 11 + b"\r\n", max_fields=10)
 
 
+# Time is this thread's CPU time: the work done, which a busy machine does not stretch.
 def test_a_header_bomb_is_read_in_linear_time() -> None:
     raw = b"X: y\r\n" + b" y\r\n" * 60_000 + b"\r\n"
-    started = time.perf_counter()
+    started = time.thread_time()
     block(raw)
-    assert time.perf_counter() - started < 1
+    assert time.thread_time() - started < 1
 
 
 def test_sixty_thousand_commas_are_read_fast_and_refused_by_count_only_when_addresses() -> None:
     raw = b"From: alice@xyz.de\r\nTo: " + b"," * 60_000 + b"\r\n\r\nx"
-    started = time.perf_counter()
+    started = time.thread_time()
     assert parse_message(raw).to == ()
     many = b"From: alice@xyz.de\r\nTo: " + b"a@b.de," * 2000 + b"\r\n\r\nx"
     with pytest.raises(MessageMalformed, match=r"more than 1000 addresses"):
         parse_message(many)
-    assert time.perf_counter() - started < 1
+    assert time.thread_time() - started < 1
 
 
 def test_deeply_nested_comments_do_not_recurse() -> None:
