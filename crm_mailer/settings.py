@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -174,7 +175,7 @@ def _coerce(key: str, raw: Any, type_name: str, from_env: bool) -> Any:
             if isinstance(raw, bool) or not (from_env or isinstance(raw, int | float)):
                 raise ValueError
             seconds = decimal_number(raw) if isinstance(raw, str) else float(raw)
-            if not seconds >= 0:
+            if not 0 <= seconds < math.inf:  # TOML's inf and nan, and digits past a float
                 raise ValueError
             return seconds
         if not isinstance(raw, str):

@@ -141,3 +141,14 @@ def test_numbers_from_the_environment_are_ascii_digits(env: dict[str, str]) -> N
     [(variable, value)] = env.items()
     with pytest.raises(ConfigError, match=rf"^{variable}: .*{value!r}"):
         load_settings(None, env)
+
+
+@pytest.mark.parametrize("toml", ["inf", "+inf", "nan", "-1.0", "1" + "0" * 400 + ".0"])
+def test_a_number_of_seconds_is_finite_and_not_negative(tmp_path: Path, toml: str) -> None:
+    config = tmp_path / "crm-mailer.toml"
+    config.write_text(f"data_timeout = {toml}\n")
+    with pytest.raises(ConfigError, match=r"^config key 'data_timeout': expected a valid "
+                                          r"float, got "):
+        load_settings(config, {})
+    with pytest.raises(ConfigError, match=r"^CRM_MAILER_DATA_TIMEOUT: "):
+        load_settings(None, {"CRM_MAILER_DATA_TIMEOUT": "1" + "0" * 400})
